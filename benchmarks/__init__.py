@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks (run as scripts; see each module's docstring)."""

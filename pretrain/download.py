@@ -1,0 +1,198 @@
+"""Find or fetch the Wikipedia dump that `ulmfit prepare --dump` names: a local file, a URL, or `latest`.
+
+Downloads stream into `NAME.part` next to the cache entry and resume from there with an HTTP range request when
+a connection drops, so a multi-gigabyte dump never starts over; the file only gets its final name once its sha1
+matches the one Wikimedia publishes next to it.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import re
+from pathlib import Path
+from urllib.error import HTTPError, URLError
+from urllib.parse import unquote, urlsplit
+from urllib.request import Request, urlopen
+
+from tqdm import tqdm
+
+from ulmfit.errors import UlmfitError
+from ulmfit.langs.base import DUMPS_URL, Language
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+TIMEOUT = 60.0
+_HINT = "pass --dump PATH to use a dump file you already have, or set ULMFIT_DUMPS_URL to a mirror"
+_CONTENT_RANGE = re.compile(r"bytes (?:(\d+)-\d+|\*)/(\d+|\*)")
+
+
+class _Dropped(Exception):
+    """The connection broke off during the body; what arrived is in the `.part` file."""
+
+
+def resolve_dump(spec: str, lang: Language, cache_dir: Path | None = None) -> Path:
+    """The local path of the dump that `spec` names: `latest`, an http(s) URL, or a local file.
+
+    `latest` comes from `ULMFIT_DUMPS_URL` when set, else from dumps.wikimedia.org. URLs are downloaded (once)
+    into `cache_dir`, checked against the `sha1sums.txt` of their dump folder when they have the dumps layout.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    if spec == "latest":
+        base = os.environ.get("ULMFIT_DUMPS_URL") or DUMPS_URL
+        url, sums_url = lang.dump_url("latest", base), lang.checksums_url("latest", base)
+        dest = cache_dir / lang.wiki / "latest" / url.rsplit("/", 1)[1]
+        return download(url, dest, _published_sha1(sums_url, dest.name))
+    if spec.startswith(("http://", "https://")):
+        parts = unquote(urlsplit(spec).path).split("/")
+        name = parts[-1]
+        if not name:
+            raise UlmfitError(f"the dump URL {spec} does not end in a file name; give the URL of the .xml.bz2 file.")
+        wiki, date = (parts[-3], parts[-2]) if len(parts) >= 3 else ("", "")
+        if not (wiki and date and name.startswith(f"{wiki}-{date}-")):
+            return download(spec, cache_dir / name)
+        if wiki != lang.wiki:
+            log.warning("the dump %s is from %s, not %s (%s)", name, wiki, lang.wiki, lang.name)
+        sums_url = f"{spec.rsplit('/', 1)[0]}/{wiki}-{date}-sha1sums.txt"
+        return download(spec, cache_dir / wiki / date / name, _published_sha1(sums_url, name))
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UlmfitError(
+            f"dump file {path} does not exist; give the path of a downloaded pages-articles .xml.bz2 file, "
+            "its URL, or 'latest' to download the newest dump."
+        )
+    return path
+
+
+def download(url: str, dest: Path, sha1: str | None = None) -> Path:
+    """Download `url` to `dest` through `dest.part`, resuming a `.part` left by an earlier run.
+
+    A `dest` that is already there and matches `sha1` (or any `dest`, without a `sha1`) is not fetched again.
+    A dropped connection is resumed once on the spot; a second drop keeps the `.part` for the next run.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        if sha1 is None or _sha1(dest) == sha1:
+            log.info("using %s, downloaded earlier", dest)
+            return dest
+        log.warning("%s does not match the published sha1; downloading it again", dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    for attempt in range(2):
+        try:
+            _fetch(url, part, dest.name)
+            break
+        except _Dropped as e:
+            got = part.stat().st_size if part.exists() else 0
+            if attempt:
+                raise UlmfitError(
+                    f"the download of {url} broke off after {_mib(got)} ({e}); the partial file is kept at {part} "
+                    "and running the same command again resumes it."
+                ) from None
+            log.warning("the connection dropped after %s (%s); resuming", _mib(got), e)
+    if sha1 is not None:
+        got_sha1 = _sha1(part)
+        if got_sha1 != sha1:
+            part.unlink()
+            raise UlmfitError(
+                f"the download of {url} is corrupt (sha1 {got_sha1}, expected {sha1}) and was deleted; "
+                "run the same command again to download it anew."
+            )
+    os.replace(part, dest)
+    log.info("downloaded %s", dest)
+    return dest
+
+
+def _fetch(url: str, part: Path, label: str) -> None:
+    """Append the rest of `url` to `part` (all of it when the server ignores the range); raises `_Dropped`."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "ulmfit", "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        resp = urlopen(Request(url, headers=headers), timeout=TIMEOUT)
+    except HTTPError as e:
+        e.close()
+        if e.code == 416 and offset:
+            m = _CONTENT_RANGE.fullmatch(e.headers.get("Content-Range", ""))
+            if m and m.group(2) == str(offset):  # stopped between the last byte and the rename: the .part is whole
+                return
+            part.unlink()  # longer than the file on the server: the .part belongs to another version
+            return _fetch(url, part, label)
+        raise UlmfitError(f"could not download {url}: HTTP {e.code} {e.reason}; {_HINT}.") from None
+    except (URLError, OSError, http.client.HTTPException) as e:
+        reason = e.reason if isinstance(e, URLError) else e
+        kept = f"; the partial file is kept at {part} for the next run to resume" if offset else ""
+        raise UlmfitError(f"could not reach {url} ({reason}){kept}; {_HINT}.") from None
+    with resp:
+        if resp.status == 206:
+            m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
+            if not m or m.group(1) != str(offset):
+                raise UlmfitError(
+                    f"the server of {url} answered the resume request with the wrong range "
+                    f"({resp.headers.get('Content-Range')}); delete {part} and run the same command again."
+                )
+            log.info("resuming %s at %s", label, _mib(offset))
+        else:
+            offset = 0
+        length = resp.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        done = offset
+        with open(part, "ab" if offset else "wb") as f, tqdm(
+            total=total, initial=offset, desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=None
+        ) as bar:
+            try:
+                while chunk := resp.read(CHUNK):
+                    f.write(chunk)
+                    done += len(chunk)
+                    bar.update(len(chunk))
+            except (OSError, http.client.HTTPException) as e:
+                raise _Dropped(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from e
+    if total is not None and done < total:
+        raise _Dropped(f"the server closed the connection before the {_mib(total)} it announced")
+
+
+def _published_sha1(sums_url: str, name: str) -> str | None:
+    """The sha1 that the sums file lists for `name`, or None (with a warning) when it cannot say."""
+    try:
+        with urlopen(Request(sums_url, headers={"User-Agent": "ulmfit"}), timeout=TIMEOUT) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except (URLError, OSError, http.client.HTTPException) as e:
+        reason = e.reason if isinstance(e, URLError) else e
+        log.warning("could not fetch the checksums %s (%s); the download will not be verified", sums_url, reason)
+        return None
+    sums = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2:
+            sums[fields[1].lstrip("*")] = fields[0].lower()
+    if name in sums:
+        return sums[name]
+    # In a `latest/` folder the sums file is a link to the dated one, which lists the files by their dated names.
+    head, sep, tail = name.partition("-latest-")
+    if sep:
+        dated = re.compile(rf"{re.escape(head)}-\d{{8}}-{re.escape(tail)}")
+        hits = [h for n, h in sums.items() if dated.fullmatch(n)]
+        if len(hits) == 1:
+            return hits[0]
+    log.warning("%s does not list %s; the download will not be verified", sums_url, name)
+    return None
+
+
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def _default_cache_dir() -> Path:
+    root = os.environ.get("ULMFIT_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "ulmfit") / "dumps"

@@ -1,0 +1,202 @@
+"""Where articles come from: a MediaWiki dump, the Hub's `wikimedia/wikipedia`, or plain-text files.
+
+Each source yields batches of raw documents for the cleaning workers and keeps counts of what it skipped;
+`identity()` says what, if it changed, makes the cleaned text stale.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import logging
+import lzma
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from tqdm.auto import tqdm
+
+from ulmfit.errors import UlmfitError
+from ulmfit.langs import Language
+from ulmfit.pretrain.clean import CleanConfig
+from ulmfit.pretrain.dump import DumpReader
+
+log = logging.getLogger(__name__)
+
+# (title, text, markup) with markup "wikitext" or "plain": cheap to send to a worker process.
+RawDoc = tuple[str, str, str]
+TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.xz", ".txt.bz2", ".raw", ".tokens")
+
+
+@dataclass
+class Batch:
+    docs: list[RawDoc]
+    config: CleanConfig
+
+
+@dataclass
+class Source:
+    lang: Language
+    min_chars: int
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def _skip(self, why: str) -> None:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def identity(self) -> dict:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return self.identity()
+
+
+def _file_identity(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+@dataclass
+class DumpSource(Source):
+    path: Path = Path()
+    url: str | None = None
+    reader: DumpReader | None = None
+
+    def identity(self) -> dict:
+        return {"type": "wikipedia-dump", **_file_identity(self.path)}
+
+    def describe(self) -> dict:
+        info = self.reader.info if self.reader else None
+        return {
+            "type": "wikipedia-dump",
+            "path": str(self.path.resolve()),
+            "url": self.url,
+            "dbname": info.dbname if info else None,
+            "dump_date": info.dump_date if info else None,
+            "pages": info.pages if info else None,
+            "truncated": info.truncated if info else None,
+        }
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        total = self.path.stat().st_size
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"reading {self.path.name}", disable=None) as bar:
+            self.reader = DumpReader(self.path, progress=bar.update)
+            config: CleanConfig | None = None
+            docs: list[RawDoc] = []
+            for page in self.reader:
+                if config is None:
+                    config = CleanConfig.for_dump(self.reader.info.namespaces, self.lang.disambiguation, self.min_chars)
+                    self._check_language()
+                if page.ns != 0:
+                    self._skip("other_namespace")
+                elif page.redirect:
+                    self._skip("redirect")
+                elif not page.text.strip():
+                    self._skip("empty")
+                else:
+                    docs.append((page.title, page.text, "wikitext"))
+                    if len(docs) >= size:
+                        yield Batch(docs, config)
+                        docs = []
+            if docs:
+                yield Batch(docs, config)
+
+    def _check_language(self) -> None:
+        dbname = self.reader.info.dbname
+        if dbname and dbname != self.lang.wiki:
+            log.warning("%s is a dump of %s, but the language asked for is %s (%s)",
+                        self.path.name, dbname, self.lang.code, self.lang.wiki)
+
+
+@dataclass
+class HubSource(Source):
+    """`wikimedia/wikipedia` (or another dataset with `title` and `text` columns, or a local folder of one)."""
+
+    dataset: str = "wikimedia/wikipedia"
+    config_name: str | None = None
+
+    def identity(self) -> dict:
+        local = Path(self.dataset)
+        if local.exists():
+            files = sorted(p for p in local.rglob("*") if p.is_file())
+            return {"type": "hf-dataset", "path": str(local.resolve()), "files": [_file_identity(p) for p in files]}
+        return {"type": "hf-dataset", "dataset": self.dataset, "config": self.config_name}
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        import datasets
+
+        local = Path(self.dataset).exists()
+        try:
+            rows = datasets.load_dataset(self.dataset, None if local else self.config_name,
+                                         split="train", streaming=True)
+        except Exception as e:
+            raise UlmfitError(
+                f"cannot load the dataset {self.dataset} ({self.config_name}): {str(e).splitlines()[0]}; "
+                "without network use a local dump with --dump PATH, or set HF_HUB_OFFLINE=1 to use the cache."
+            ) from e
+        config = CleanConfig.for_dump({}, (), self.min_chars)
+        docs: list[RawDoc] = []
+        for row in tqdm(rows, desc=f"reading {self.dataset}", unit=" articles", disable=None):
+            if "text" not in row:
+                raise UlmfitError(f"the dataset {self.dataset} has no `text` column (its columns: {sorted(row)}).")
+            docs.append((row.get("title") or "", row["text"], "plain"))
+            if len(docs) >= size:
+                yield Batch(docs, config)
+                docs = []
+        if docs:
+            yield Batch(docs, config)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(path.suffix, open)
+    return opener(path, "rt", encoding="utf-8-sig", errors="replace")
+
+
+@dataclass
+class TextSource(Source):
+    """Plain-text files: one document per block of lines, blocks separated by blank lines."""
+
+    paths: list[Path] = field(default_factory=list)
+
+    def identity(self) -> dict:
+        return {"type": "text", "files": [_file_identity(p) for p in self.files()]}
+
+    def files(self) -> list[Path]:
+        found: list[Path] = []
+        for path in self.paths:
+            if path.is_dir():
+                found += sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(TEXT_SUFFIXES))
+            elif path.is_file():
+                found.append(path)
+            else:
+                raise UlmfitError(f"text file {path} does not exist; check the path given to --text.")
+        if not found:
+            raise UlmfitError(f"no text files ({', '.join(TEXT_SUFFIXES)}) under {', '.join(map(str, self.paths))}.")
+        return found
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        config = CleanConfig.for_dump({}, (), self.min_chars)
+        docs: list[RawDoc] = []
+        for path in tqdm(self.files(), desc="reading text files", unit=" files", disable=None):
+            with _open_text(path) as f:
+                for block in _blocks(f):
+                    docs.append(("", block, "plain"))
+                    if len(docs) >= size:
+                        yield Batch(docs, config)
+                        docs = []
+        if docs:
+            yield Batch(docs, config)
+
+
+def _blocks(lines: io.TextIOBase) -> Iterator[str]:
+    block: list[str] = []
+    for line in lines:
+        if line.strip():
+            block.append(line.rstrip("\n"))
+        elif block:
+            yield "\n".join(block)
+            block = []
+    if block:
+        yield "\n".join(block)

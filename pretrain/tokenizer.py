@@ -1,0 +1,112 @@
+"""Corpus tokenizers: a SentencePiece unigram model or a word vocabulary, and the encoders that turn text into ids.
+
+Both reserve ids 0-8 for fastai's special tokens in fastai's order (`xxunk`, `xxpad`, `xxbos`, `xxeos`, `xxfld`,
+`xxrep`, `xxwrep`, `xxup`, `xxmaj`), so ids, fastai vocabularies and `match_embeds` agree.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import sentencepiece as spm
+
+from ulmfit.errors import UlmfitError
+from ulmfit.langs import Language
+from ulmfit.langs.rules import make_preprocessor
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj"]
+UNK, PAD, BOS, EOS = 0, 1, 2, 3
+SP_MODEL = "spm.model"
+WORD_VOCAB = "vocab.json"
+
+
+def train_sentencepiece(lines: Iterable[str], model_dir: Path, vocab_size: int, coverage: float,
+                        threads: int, max_sentences: int) -> Path:
+    """Train a unigram model on `lines` (already preprocessed), write `model_dir/spm.model`.
+
+    The vocabulary size is a ceiling (`hard_vocab_limit=false`): a small corpus gets the vocabulary it can fill.
+    """
+    model_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_prefix=str(model_dir / "spm"),
+            model_type="unigram",
+            vocab_size=vocab_size,
+            hard_vocab_limit=False,
+            character_coverage=coverage,
+            input_sentence_size=max_sentences,
+            shuffle_input_sentence=True,
+            max_sentence_length=1 << 16,
+            num_threads=threads,
+            unk_id=UNK, unk_piece="xxunk",
+            pad_id=PAD, pad_piece="xxpad",
+            bos_id=BOS, bos_piece="xxbos",
+            eos_id=EOS, eos_piece="xxeos",
+            user_defined_symbols=SPECIAL_TOKENS[4:],
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise UlmfitError(f"SentencePiece could not train on this corpus ({e}); the corpus may be too small.") from e
+    (model_dir / "spm.vocab").unlink(missing_ok=True)  # the same pieces are in spm.model
+    return model_dir / SP_MODEL
+
+
+def build_word_vocab(counts: Counter, max_vocab: int, min_freq: int) -> list[str]:
+    """fastai's `make_vocab`: special tokens first, then tokens by frequency, padded to a multiple of 8."""
+    from fastai.text.data import make_vocab
+
+    return make_vocab(counts, min_freq=min_freq, max_vocab=max_vocab, special_toks=SPECIAL_TOKENS)
+
+
+class SentencePieceEncoder:
+    """Text → ids with a trained SentencePiece model, after the language's normalisation and text rules."""
+
+    def __init__(self, model_path: Path, lang: Language, rules: list[str]):
+        self.sp = spm.SentencePieceProcessor(model_file=str(model_path))
+        self.preprocess = make_preprocessor(lang, rules)
+
+    def __call__(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode([self.preprocess(t) for t in texts])
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+
+class WordTokenizer:
+    """Text → word tokens with the language's segmenter, after normalisation and fastai's rules."""
+
+    def __init__(self, lang: Language, rules: list[str]):
+        from ulmfit.langs.tokenizers import make_word_tokenizer
+
+        self.tok = make_word_tokenizer(lang)
+        self.preprocess = make_preprocessor(lang, rules)
+
+    def __call__(self, texts: list[str]) -> list[list[str]]:
+        return [list(toks) for toks in self.tok(self.preprocess(t) for t in texts)]
+
+
+def load_word_vocab(path: Path) -> list[str]:
+    itos = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(itos, list) or itos[: len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
+        raise UlmfitError(f"{path} is not a ulmfit word vocabulary (a JSON list starting with fastai's special tokens).")
+    return itos
+
+
+def ids_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size < 65536 else np.dtype(np.uint32)
+
+
+def with_bos(docs: Iterable[list[int]], dtype: np.dtype) -> np.ndarray:
+    """Concatenate documents into one flat array, each opened by `xxbos`."""
+    parts = []
+    for ids in docs:
+        parts.append(np.array([BOS], dtype=dtype))
+        parts.append(np.asarray(ids, dtype=dtype))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)

@@ -1,0 +1,3 @@
+from ulmfit.cli import app
+
+app(prog_name="ulmfit")

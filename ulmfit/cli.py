@@ -1,0 +1,93 @@
+"""The `ulmfit` command: thin wrappers over the package's functions. Only this module prints."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ulmfit.errors import UlmfitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Multilingual ULMFiT: pretrain AWD-LSTM language models from Wikipedia and use them.")
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debugging detail."),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="Log warnings and errors only.")) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s" if level == logging.INFO else "%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ulmfit").setLevel(level)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def run(fn, *args, **kwargs):
+    """Call a package function; turn its `UlmfitError` into one line on stderr and exit status 1."""
+    try:
+        return fn(*args, **kwargs)
+    except UlmfitError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; finished stages are kept and a re-run continues from them.", 130)
+
+
+@app.command()
+def langs(all_: bool = typer.Option(False, "--all", help="Also list every Wikipedia served by the generic adapter.")) -> None:
+    """List the languages with adapters (tokenizer, case, SentencePiece coverage)."""
+    from ulmfit.langs import list_langs
+
+    typer.echo(f"{'code':<12} {'language':<24} {'word tokenizer':<15} {'case':<5} {'sp coverage':<11} adapter")
+    for lang in list_langs(include_generic=all_):
+        typer.echo(f"{lang.code:<12} {lang.name[:24]:<24} {lang.word_tokenizer or '(sentencepiece)':<15} "
+                   f"{'yes' if lang.has_case else 'no':<5} {lang.sp_coverage:<11} "
+                   f"{'generic' if lang.generic else 'own'}")
+
+
+@app.command()
+def prepare(
+    lang: Optional[str] = typer.Argument(None, help="Wikipedia language code, e.g. vi (default with --sample: en)."),
+    dump: Optional[str] = typer.Option(None, help="Dump file (.xml, .bz2, .xz, .gz), its URL, or 'latest'."),
+    hf_dataset: Optional[str] = typer.Option(None, "--hf-dataset",
+                                             help="A Hub dataset with title/text columns, e.g. wikimedia/wikipedia "
+                                                  "(the language's config is chosen), or a local dataset folder."),
+    text: Optional[list[Path]] = typer.Option(None, help="Plain-text file or folder; one document per blank-line block."),
+    sample: bool = typer.Option(False, "--sample", help="Use the tiny sample dump shipped with the package."),
+    out: Optional[Path] = typer.Option(None, help="Corpus directory [default: corpora/LANG-SOURCE-TOKENIZER]."),
+    tokenizer: str = typer.Option("sentencepiece", help="sentencepiece or word."),
+    vocab_size: Optional[int] = typer.Option(None, help="Vocabulary size [default: 15000 sentencepiece, 60000 word]."),
+    min_freq: int = typer.Option(3, help="Word level: least count for a word to enter the vocabulary."),
+    valid_frac: float = typer.Option(0.05, help="Share of articles (by title hash) in the valid split."),
+    max_tokens: Optional[int] = typer.Option(None, help="Cap the train split at about this many tokens, sampling articles."),
+    min_chars: int = typer.Option(200, help="Leave out articles shorter than this after cleaning."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes [default: all cores]."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where downloaded dumps are kept [default: ~/.cache/ulmfit/dumps]."),
+) -> None:
+    """Turn a Wikipedia dump (or text) into a training corpus: cleaned text, tokenizer, token ids, meta.json."""
+    from ulmfit.pretrain.corpus import PrepareOptions, prepare_corpus
+
+    if lang is None:
+        if not sample:
+            _fail("give a language code, e.g. `ulmfit prepare vi --dump latest` (or use --sample).")
+        lang = "en"
+    options = run(PrepareOptions, tokenizer=tokenizer, vocab_size=vocab_size, min_freq=min_freq,
+                  valid_frac=valid_frac, max_tokens=max_tokens, min_chars=min_chars)
+    if out is None:
+        source = "sample" if sample else "text" if text else "wiki"
+        tok = f"sp{options.vocab_size // 1000}k" if tokenizer == "sentencepiece" else f"word{options.vocab_size // 1000}k"
+        out = Path("corpora") / f"{lang}-{source}-{tok}"
+    meta = run(prepare_corpus, lang, out, dump=dump, hf_dataset=hf_dataset, text=text, sample=sample,
+               options=options, workers=workers, cache_dir=cache_dir)
+    typer.echo(f"corpus: {out}")
+    typer.echo(f"  language   {meta['lang']} ({meta['lang_name']}){' — generic adapter' if meta['generic_adapter'] else ''}")
+    typer.echo(f"  tokenizer  {meta['tokenizer']}, {meta['vocab_size']:,} ids ({meta['dtype']})")
+    for split in ("train", "valid"):
+        typer.echo(f"  {split:<10} {meta['articles'][split]:,} articles, {meta['tokens'][split]:,} tokens")
+
+
+if __name__ == "__main__":
+    app()
