@@ -29,6 +29,10 @@ _STYLE = re.compile(r"'{2,}")
 _SPACES = re.compile(r"[^\S\n]+")
 _SPACE_BEFORE_STOP = re.compile(r" +(?=[,.](?:\s|$))")  # left where a reference or template was removed
 _JUNK_LINE = re.compile(r"^[\W_]*$")  # a line of punctuation alone, left over from markup
+_EMPTY_BRACKETS = re.compile(r"\s?[(（]\s*[,;，；、]?\s*[)）]")  # what a removed {{lang|…}} leaves
+# MediaWiki's language-conversion markup (zh, sr, kk, …): -{text}- or -{zh-hans:简; zh-hant:繁;}-
+_CONVERSION = re.compile(r"-\{(?:[^{}|]*\|)?([^{}]*?)\}-")
+_VARIANT = re.compile(r"^\s*[a-z]{2,3}(?:-[a-z]+)*\s*:\s*([^;]*)")
 _REDIRECT = re.compile(r"^\s*#\s*\w+\s*:?\s*\[\[", re.UNICODE)
 
 
@@ -64,6 +68,8 @@ def clean_wikitext(title: str, wikitext: str, config: CleanConfig) -> tuple[str 
         return None, "redirect"
     if "__DISAMBIG__" in wikitext:
         return None, "disambiguation"
+    if "-{" in wikitext:
+        wikitext = _CONVERSION.sub(_first_variant, wikitext)
     try:
         code = mwparserfromhell.parse(wikitext, skip_style_tags=True)
         if is_disambiguation(code, config):
@@ -82,6 +88,11 @@ def tidy_plain(title: str, text: str, min_chars: int) -> tuple[str | None, str]:
     if len(body) < min_chars:
         return None, "short"
     return (f"{title.strip()}\n{body}" if title else body), "ok"
+
+
+def _first_variant(m: re.Match) -> str:
+    variant = _VARIANT.match(m.group(1))
+    return variant.group(1).strip() if variant else m.group(1)
 
 
 def _render(code: Wikicode, config: CleanConfig) -> str:
@@ -129,7 +140,7 @@ def _tidy(text: str) -> str:
     """Collapse spacing, drop empty and markup-only lines and headings of sections left empty."""
     lines = []
     for raw in _STYLE.sub("", text).replace("\r", "").split("\n"):
-        line = _SPACE_BEFORE_STOP.sub("", _SPACES.sub(" ", raw)).strip()
+        line = _SPACE_BEFORE_STOP.sub("", _EMPTY_BRACKETS.sub("", _SPACES.sub(" ", raw))).strip()
         if line and not _JUNK_LINE.match(line.lstrip(_HEADING)):
             lines.append(line)
     kept = [

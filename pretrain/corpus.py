@@ -223,6 +223,9 @@ def _extract(source: Source, text_dir: Path, valid_frac: float, workers: int) ->
             f"the source has no articles to train on (skipped: {_fmt_counts(skipped) or 'nothing read'}); "
             "check that it is the right file, or lower --min-chars."
         )
+    if articles["valid"] == 0:
+        log.warning("the valid split is empty (%d article in all); validation needs a larger source",
+                    articles["train"])
     for s in SPLITS:
         os.replace(tmp[s], text_dir / f"{s}.txt.gz")
     stats = {"articles": dict(articles), "chars": dict(chars), "lines": dict(lines), "skipped": skipped,

@@ -70,3 +70,11 @@ def test_plain_text_layout():
     assert tidy_plain("Title", "First  paragraph.\n\n\nSecond\tparagraph here.", 10) == (
         "Title\nFirst paragraph.\nSecond paragraph here.", "ok")
     assert tidy_plain("", "tiny", 10) == (None, "short")
+
+
+def test_leftovers_of_removed_templates_and_conversion_markup():
+    wikitext = "'''漓江'''（{{lang-en|Li River}}）是一条河流。-{zh-hans:苏州; zh-hant:蘇州;}-以园林闻名，-{H|江}-也是。"
+    text, _ = clean_wikitext("漓江", wikitext * 3, CONFIG)
+    assert text.split("\n")[1].startswith("漓江是一条河流。苏州以园林闻名，江也是。")
+    text, _ = clean_wikitext("Rhein", "Der '''Rhein''' ({{lang|la|Rhenus}}) ist ein Fluss mit vielen Worten.", CONFIG)
+    assert text == "Rhein\nDer Rhein ist ein Fluss mit vielen Worten."
