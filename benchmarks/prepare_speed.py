@@ -341,6 +341,18 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def code_version() -> dict[str, Any]:
+    """The commit the pipeline ran at, and whether its package files had uncommitted changes."""
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    status = git("status", "--porcelain", "--", "ulmfit", "langs", "pretrain", "pyproject.toml")
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": None if status is None else bool(status)}
+
+
 def machine_info() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -480,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dumps = find_dumps(args.dumps)
     started = dt.datetime.now().astimezone()
+    code = code_version()
     runs, seconds = run_benchmark(dumps, args.workers)
     result = {
         "machine": machine_info(),
@@ -487,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.isoformat(timespec="seconds"),
         "benchmark_seconds": round(seconds, 1),
         "workers": args.workers,
+        "code": code,
         "dumps_glob": args.dumps,
         "notes": NOTES,
         "runs": runs,

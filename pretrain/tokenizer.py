@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -110,3 +111,87 @@ def with_bos(docs: Iterable[list[int]], dtype: np.dtype) -> np.ndarray:
         parts.append(np.array([BOS], dtype=dtype))
         parts.append(np.asarray(ids, dtype=dtype))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+_NO_SPACE_BEFORE = re.compile(r" +([.,;:!?%)\]}»”’'])")
+_NO_SPACE_AFTER = re.compile(r"([(\[{«“‘]) +")
+_REP = re.compile(r"xxrep (\d+) (\S)")
+_WREP = re.compile(r"xxwrep (\d+) (\S+)")
+
+
+class TextTokenizer:
+    """Text ↔ ids for a corpus or model directory: the same normalisation, rules and vocabulary as training.
+
+    `decode` undoes what it can of the rules (case markers, repetition markers) to give readable text.
+    """
+
+    def __init__(self, kind: str, lang: Language, rules: list[str], path: Path):
+        self.kind, self.lang, self.rules = kind, lang, rules
+        self.preprocess = make_preprocessor(lang, rules)
+        if kind == "sentencepiece":
+            self.sp = spm.SentencePieceProcessor(model_file=str(path))
+            self.itos = [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())]
+        else:
+            self.itos = load_word_vocab(path)
+            self.stoi = {t: i for i, t in enumerate(self.itos)}
+            self._segment = None  # the word segmenter, loaded on first use (spaCy, pythainlp, jieba)
+
+    @classmethod
+    def from_dir(cls, path: Path | str) -> "TextTokenizer":
+        """From a model directory (`config.json`) or a corpus directory (`meta.json`)."""
+        from ulmfit.langs import get_lang
+
+        path = Path(path)
+        if (path / "config.json").is_file():
+            spec = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            lang, tok = spec["lang"], spec["tokenizer"]
+            kind, rules, file = tok["type"], tok["rules"], tok["file"]
+        elif (path / "meta.json").is_file():
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+            lang, kind, rules, file = meta["lang"], meta["tokenizer"], meta["rules"], meta["tokenizer_file"]
+        else:
+            raise UlmfitError(f"{path} has neither config.json nor meta.json; it is not a model or corpus directory.")
+        if not (path / file).is_file():
+            raise UlmfitError(f"{path} lacks its tokenizer file {file}.")
+        return cls(kind, get_lang(lang), rules, path / file)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+        text = self.preprocess(text)
+        if self.kind == "sentencepiece":
+            ids = self.sp.encode(text)
+        else:
+            if self._segment is None:
+                from ulmfit.langs.tokenizers import make_word_tokenizer
+
+                self._segment = make_word_tokenizer(self.lang)
+            ids = [self.stoi.get(t, UNK) for t in next(iter(self._segment([text])))]
+        return [BOS] + ids if add_bos else ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        ids = [int(i) for i in ids if int(i) not in (PAD, BOS, EOS)]
+        if self.kind == "sentencepiece":
+            text = self.sp.decode(ids)
+        else:
+            text = self._join_words([self.itos[i] for i in ids])
+        text = _WREP.sub(lambda m: " ".join([m.group(2)] * int(m.group(1))), text)
+        return _REP.sub(lambda m: m.group(2) * int(m.group(1)), text)
+
+    def _join_words(self, tokens: list[str]) -> str:
+        words, case = [], None
+        for tok in tokens:
+            if tok in ("xxmaj", "xxup"):
+                case = tok
+                continue
+            if case == "xxmaj":
+                tok = tok[:1].upper() + tok[1:]
+            elif case == "xxup":
+                tok = tok.upper()
+            case = None
+            words.append(tok)
+        text = self.lang.word_joiner.join(words)
+        if self.lang.word_joiner == " ":
+            text = _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", text)).replace(" \n ", "\n")
+        return text

@@ -12,7 +12,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 _MEASURED: list[tuple[str, float, str]] = []
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared data folder; the test is skipped when it is absent."""
     if not SHARED_DATA.is_dir():

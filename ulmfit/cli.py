@@ -89,5 +89,56 @@ def prepare(
         typer.echo(f"  {split:<10} {meta['articles'][split]:,} articles, {meta['tokens'][split]:,} tokens")
 
 
+@app.command()
+def pretrain(
+    corpus: Path = typer.Argument(..., help="Corpus directory written by `ulmfit prepare`."),
+    out: Path = typer.Option(..., help="Run directory: becomes the model directory."),
+    config: str = typer.Option("tiny", help="tiny, small, paper, or a YAML file."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: --set lr=3e-3 (repeatable)."),
+    epochs: Optional[int] = typer.Option(None, help="Shortcut for --set epochs=N."),
+    direction: str = typer.Option("both", help="fwd, bwd or both."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    max_minutes: Optional[float] = typer.Option(None, help="Stop cleanly with a checkpoint after this many minutes."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda when there is one]."),
+) -> None:
+    """Train forward and backward AWD-LSTM language models; write the model directory."""
+    from ulmfit.config import load_config
+    from ulmfit.pretrain.train import pretrain as train
+
+    overrides = list(set_ or []) + ([f"epochs={epochs}"] if epochs is not None else [])
+    cfg = run(load_config, config, overrides)
+    try:
+        results = run(train, corpus, out, cfg, direction=direction, resume=resume, max_minutes=max_minutes,
+                      device=device)
+    except RuntimeError as e:
+        if "out of memory" in str(e).lower():
+            _fail("the GPU ran out of memory; lower bs (--set bs=...) or bptt, or use a smaller config.")
+        raise
+    for d in ("fwd", "bwd"):
+        if results.get(d):
+            last = results[d][-1]
+            typer.echo(f"{d}: epoch {last['epoch'] + 1}, valid perplexity {last['valid_ppl']:.2f}, "
+                       f"accuracy {last['accuracy']:.4f}, {last['tokens_per_s']:,.0f} tokens/s")
+    if results["stopped"]:
+        typer.echo("stopped early; run the same command with --resume to continue.")
+        raise typer.Exit(0)
+    typer.echo(f"model directory: {out}")
+
+
+@app.command()
+def generate(
+    model: Path = typer.Argument(..., help="Model directory (forward model)."),
+    prompt: str = typer.Argument(..., help="Text to continue."),
+    words: int = typer.Option(50, help="About how many words to add (tokens for scripts without spaces)."),
+    temperature: float = typer.Option(0.8, help="Below 1: safer choices; above 1: more surprising ones."),
+    top_k: int = typer.Option(40, help="Sample among the k likeliest tokens (0: all)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for a repeatable sample."),
+) -> None:
+    """Continue a text with the forward language model."""
+    from ulmfit.pretrain.generate import generate as gen
+
+    typer.echo(run(gen, model, prompt, words=words, temperature=temperature, top_k=top_k, seed=seed))
+
+
 if __name__ == "__main__":
     app()
