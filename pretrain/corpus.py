@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ulmfit import __version__
 from ulmfit.errors import UlmfitError
+from ulmfit.files import atomic_write_text, read_json, write_json
 from ulmfit.langs import Language, get_lang
 from ulmfit.langs.rules import default_rules, make_preprocessor
 from ulmfit.pretrain import tokenizer as tk
@@ -164,7 +165,7 @@ def prepare_corpus(lang: str | Language, out: Path | str, *, dump: str | Path | 
 
         stats = json.loads((out / "text" / "stats.json").read_text(encoding="utf-8"))
         meta = _meta(out, lang, source, options, rules, stats, counts)
-        _atomic_write_text(meta_path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        write_json(meta_path, meta)
     except BaseException:
         if created and "extract" not in stamps:
             shutil.rmtree(out, ignore_errors=True)
@@ -233,7 +234,7 @@ def _extract(source: Source, text_dir: Path, valid_frac: float, workers: int) ->
     for s in SPLITS:
         for counter in (stats["articles"], stats["chars"], stats["lines"]):
             counter.setdefault(s, 0)
-    _atomic_write_text(text_dir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
+    write_json(text_dir / "stats.json", stats)
     log.info("cleaned %d articles (%d train, %d valid); skipped %s", articles.total(), articles["train"],
              articles["valid"], _fmt_counts(skipped) or "nothing")
 
@@ -383,7 +384,7 @@ def _encode_words(out: Path, lang: Language, rules: list[str], options: PrepareO
                         total += len(toks) + 1
                 bar.update(len(batch))
     itos = tk.build_word_vocab(counts, options.vocab_size, options.min_freq)
-    _atomic_write_text(out / tk.WORD_VOCAB, json.dumps(itos, ensure_ascii=False))
+    atomic_write_text(out / tk.WORD_VOCAB, json.dumps(itos, ensure_ascii=False))
     stoi = {t: i for i, t in enumerate(itos)}
     keep = min(1.0, options.max_tokens / total) if options.max_tokens else 1.0
 
@@ -444,7 +445,7 @@ def _timed(out: Path, stage: str) -> Iterator[None]:
 def _update_stats(out: Path, **fields) -> None:
     path = out / "text" / "stats.json"
     stats = json.loads(path.read_text(encoding="utf-8")) | fields
-    _atomic_write_text(path, json.dumps(stats, indent=2, ensure_ascii=False))
+    write_json(path, stats)
 
 
 def _key(*parts) -> str:
@@ -473,17 +474,8 @@ def _writable_dir(out: Path) -> bool:
 
 
 def _read_stamps(out: Path) -> dict:
-    try:
-        return json.loads((out / STAGES_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return read_json(out / STAGES_FILE) or {}
 
 
 def _write_stamps(out: Path, stamps: dict) -> None:
-    _atomic_write_text(out / STAGES_FILE, json.dumps(stamps, indent=2))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(out / STAGES_FILE, stamps)

@@ -15,6 +15,7 @@ from safetensors.torch import load_model, save_model
 
 from ulmfit import __version__
 from ulmfit.errors import UlmfitError
+from ulmfit.files import write_json
 
 FORMAT = "ulmfit-model"
 CONFIG = "config.json"
@@ -42,10 +43,7 @@ def read_config(model_dir: Path | str) -> dict:
 
 
 def write_config(model_dir: Path, config: dict) -> None:
-    tmp = model_dir / (CONFIG + ".tmp")
-    tmp.write_text(json.dumps(config | {"ulmfit_version": __version__}, indent=2, ensure_ascii=False) + "\n",
-                   encoding="utf-8")
-    tmp.replace(model_dir / CONFIG)
+    write_json(model_dir / CONFIG, config | {"ulmfit_version": __version__})
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ from fastai.callback.core import Callback, CancelFitException
 from ulmfit import __version__
 from ulmfit.config import PretrainConfig
 from ulmfit.errors import UlmfitError
+from ulmfit.files import read_json, write_json
 from ulmfit.pretrain import modeldir
 from ulmfit.pretrain.loader import StreamLoader
 
@@ -93,7 +93,7 @@ def pretrain(corpus: Path | str, out: Path | str, config: PretrainConfig, direct
     run = _run_identity(corpus, meta, config)
     if dist.main:
         _check_run_dir(out, run, resume)
-    results: dict = _read_json(out / "metrics.json") or {}
+    results: dict = read_json(out / "metrics.json") or {}
     stopped = False
     for d in directions:
         if (out / d / modeldir.WEIGHTS).is_file() and d in results:
@@ -104,7 +104,7 @@ def pretrain(corpus: Path | str, out: Path | str, config: PretrainConfig, direct
         if stopped:
             break
     if dist.main:
-        _write_json(out / "metrics.json", results)
+        write_json(out / "metrics.json", results)
         if not stopped:
             _finish(out, corpus, meta, config, results)
     if dist.world_size > 1:
@@ -131,7 +131,7 @@ def _run_identity(corpus: Path, meta: dict, config: PretrainConfig) -> dict:
 
 def _check_run_dir(out: Path, run: dict, resume: bool) -> None:
     """A run directory belongs to one config and corpus: refuse to mix, say how to go on."""
-    previous = _read_json(out / RUN_FILE)
+    previous = read_json(out / RUN_FILE)
     if previous is None:
         if resume:
             raise UlmfitError(f"--resume given, but {out} holds no run to resume; leave out --resume to start one.")
@@ -139,7 +139,7 @@ def _check_run_dir(out: Path, run: dict, resume: bool) -> None:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UlmfitError(f"cannot create the run directory {out} ({e.strerror}); choose another --out.") from e
-        _write_json(out / RUN_FILE, run)
+        write_json(out / RUN_FILE, run)
         return
     if previous != run:
         changed = sorted(k for k in run["config"] if run["config"][k] != previous["config"].get(k))
@@ -497,17 +497,3 @@ import ulmfit
 lm = ulmfit.from_pretrained("PATH_OR_NAME")
 ```
 """
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)

@@ -21,6 +21,8 @@ from ulmfit.pretrain.generate import generate
 from ulmfit.pretrain.train import RunKeeper, pretrain
 
 TINY = {"bs": 16, "bptt": 30, "lr": 1e-2}
+# Tiny models gain nothing from a second thread, and OpenMP threads slow down badly when the machine is busy.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
