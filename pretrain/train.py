@@ -79,7 +79,8 @@ def pretrain(corpus: Path | str, out: Path | str, config: PretrainConfig, direct
     """Train the requested directions and write the model directory; returns the metrics per direction.
 
     A direction already finished in `out` is kept. A run stopped by `max_minutes` or Ctrl-C leaves a checkpoint
-    that `resume=True` continues; the return value then has `"stopped": True`.
+    that `resume=True` continues; the return value then says why under `"stopped"` ("time budget" or
+    "interrupted"; None when every direction finished).
     """
     corpus, out = Path(corpus), Path(out)
     meta = read_corpus(corpus)
@@ -94,7 +95,7 @@ def pretrain(corpus: Path | str, out: Path | str, config: PretrainConfig, direct
     if dist.main:
         _check_run_dir(out, run, resume)
     results: dict = read_json(out / "metrics.json") or {}
-    stopped = False
+    stopped: str | None = None
     for d in directions:
         if (out / d / modeldir.WEIGHTS).is_file() and d in results:
             log.info("%s model in %s is finished; keeping it", d, out)
@@ -154,7 +155,7 @@ def _check_run_dir(out: Path, run: dict, resume: bool) -> None:
 # --- one direction ---------------------------------------------------------------------------------------------
 
 def _train_direction(corpus: Path, out: Path, meta: dict, cfg: PretrainConfig, direction: str, dev: torch.device,
-                     dist: Dist, resume: bool, max_minutes: float | None) -> tuple[list[dict], bool]:
+                     dist: Dist, resume: bool, max_minutes: float | None) -> tuple[list[dict], str | None]:
     from fastai.callback.rnn import ModelResetter, RNNCallback, RNNRegularizer
     from fastai.callback.schedule import ParamScheduler, combined_cos
     from fastai.callback.training import GradientClip
@@ -200,18 +201,18 @@ def _train_direction(corpus: Path, out: Path, meta: dict, cfg: PretrainConfig, d
     scheds = {"lr": combined_cos(cfg.pct_start, cfg.lr / 25, cfg.lr, cfg.lr / 1e5),
               "mom": combined_cos(cfg.pct_start, *cfg.moms)}
     scheds = {k: partial(_shifted, f, start) for k, f in scheds.items()}
-    log.info("training the %s model: %s epochs from epoch %d, %s parameters, on %s", direction, cfg.epochs,
-             start_epoch, f"{sum(p.numel() for p in model.parameters()):,}", dev)
     with keeper.signals():
+        log.info("training the %s model: %s epochs from epoch %d, %s parameters, on %s", direction, cfg.epochs,
+                 start_epoch, f"{sum(p.numel() for p in model.parameters()):,}", dev)
         learn.fit(cfg.epochs - start_epoch, lr=cfg.lr, cbs=[ParamScheduler(scheds), keeper])
     if keeper.stopped:
-        return keeper.history, True
+        return keeper.history, keeper.stopped
     if dist.main:
         modeldir.save_weights(_unwrap(learn.model).cpu(), out / direction / modeldir.WEIGHTS)
         (out / CHECKPOINTS / f"{direction}.pt").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             (out / CHECKPOINTS).rmdir()  # gone once no direction is in progress
-    return keeper.history, False
+    return keeper.history, None
 
 
 def _shifted(sched, start: float, pos: float) -> float:
@@ -270,7 +271,8 @@ class RunKeeper(Callback):
         self.start_epoch, self.state = start_epoch, state
         self.deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
         self.history: list[dict] = list(state["history"]) if state else []
-        self.stopped = self.interrupted = False
+        self.stopped: str | None = None
+        self.interrupted = False
 
     @property
     def epoch(self) -> int:
@@ -312,10 +314,9 @@ class RunKeeper(Callback):
         if self._any_rank(out_of_time or self.interrupted):
             self.train_seconds = time.perf_counter() - self.train_start
             self._save_checkpoint(self.epoch, self.batch)
-            self.stopped = True
-            why = "the time budget is spent" if out_of_time else "interrupted"
+            self.stopped = "time budget" if out_of_time else "interrupted"
             log.warning("%s: stopped the %s model at epoch %d, batch %d/%d; the checkpoint in %s resumes it "
-                        "(--resume)", why, self.direction, self.epoch, self.batch, len(self.learn.dls.train),
+                        "(--resume)", self.stopped, self.direction, self.epoch, self.batch, len(self.learn.dls.train),
                         self.out / CHECKPOINTS)
             raise CancelFitException()
 

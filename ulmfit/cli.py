@@ -119,8 +119,10 @@ def pretrain(
             last = results[d][-1]
             typer.echo(f"{d}: epoch {last['epoch'] + 1}, valid perplexity {last['valid_ppl']:.2f}, "
                        f"accuracy {last['accuracy']:.4f}, {last['tokens_per_s']:,.0f} tokens/s")
+    if results["stopped"] == "interrupted":
+        _fail("interrupted; the checkpoint is saved: run the same command with --resume to continue.", 130)
     if results["stopped"]:
-        typer.echo("stopped early; run the same command with --resume to continue.")
+        typer.echo("stopped at the time budget; run the same command with --resume to continue.")
         raise typer.Exit(0)
     typer.echo(f"model directory: {out}")
 

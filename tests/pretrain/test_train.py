@@ -5,6 +5,7 @@ import json
 import lzma
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -102,14 +103,14 @@ def test_resume_matches_uninterrupted_run(small, tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         _interrupt_at(m, 7)
         stopped = pretrain(small, tmp_path / "cut", cfg, direction="fwd")
-    assert stopped["stopped"] is True
+    assert stopped["stopped"] == "interrupted"
     assert (tmp_path / "cut" / "checkpoints" / "fwd.pt").is_file()
     assert not (tmp_path / "cut" / "config.json").exists()  # not a finished model directory
 
     with pytest.raises(UlmfitError, match="pass --resume"):
         pretrain(small, tmp_path / "cut", cfg, direction="fwd")
     resumed = pretrain(small, tmp_path / "cut", cfg, direction="fwd", resume=True)
-    assert resumed["stopped"] is False
+    assert resumed["stopped"] is None
     whole = load_file(tmp_path / "whole" / "fwd" / "model.safetensors")
     cut = load_file(tmp_path / "cut" / "fwd" / "model.safetensors")
     assert whole.keys() == cut.keys()
@@ -196,3 +197,38 @@ def test_yaml_config(tmp_path):
     path.write_text("base: tiny\nemb_sz: 32\nmoms: [0.9, 0.8, 0.9]\n")
     cfg = load_config(path, ["epochs=3"])
     assert (cfg.emb_sz, cfg.n_hid, cfg.epochs, cfg.moms) == (32, 128, 3, (0.9, 0.8, 0.9))
+
+
+def test_cli_time_budget_then_resume(small, tmp_path):
+    from typer.testing import CliRunner
+
+    from ulmfit.cli import app
+
+    args = ["pretrain", str(small), "--out", str(tmp_path / "run"), "--config", "tiny", "--set", "bs=4",
+            "--set", "bptt=12", "--direction", "fwd", "--epochs", "2"]
+    runner = CliRunner()
+    first = runner.invoke(app, args + ["--max-minutes", "0.00001"])
+    assert first.exit_code == 0, first.output
+    assert "stopped at the time budget" in first.output
+    assert (tmp_path / "run" / "checkpoints" / "fwd.pt").is_file()
+    second = runner.invoke(app, args + ["--resume"])
+    assert second.exit_code == 0, second.output
+    assert "model directory:" in second.output and (tmp_path / "run" / "config.json").is_file()
+    generated = runner.invoke(app, ["generate", str(tmp_path / "run"), "The river", "--words", "10", "--seed", "3"])
+    assert generated.exit_code == 0 and generated.output.startswith("The river")
+
+
+def test_ctrl_c_leaves_a_checkpoint(small, tmp_path):
+    cmd = [sys.executable, "-m", "ulmfit", "pretrain", str(small), "--out", str(tmp_path / "run"), "--config",
+           "tiny", "--set", "bs=4", "--set", "bptt=12", "--direction", "fwd", "--epochs", "500"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"OMP_NUM_THREADS": "1"})
+    for line in proc.stderr:
+        if "training the fwd model" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "error: interrupted; the checkpoint is saved" in err
+    assert (tmp_path / "run" / "checkpoints" / "fwd.pt").is_file()
+    assert not (tmp_path / "run" / "config.json").exists()
