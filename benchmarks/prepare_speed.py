@@ -21,13 +21,16 @@ Per run the JSON records:
 - `tokenize_seconds`: ulmfit: meta.json `seconds.tokenizer + seconds.encode` (the word path has only `encode`);
   fastai: wall time of `tokenize_texts` + `Numericalize` setup + numericalizing every document.
   `tokens_per_s = tokens / tokenize_seconds`: the stage that differs, since both start from cleaned text.
+- `encode_tokens_per_s`: tokens / the seconds spent encoding with a tokenizer already built (ulmfit:
+  `seconds.encode`; fastai: `tokenize_texts` + numericalizing). SentencePiece trains on a capped sample of
+  sentences, so on a corpus far larger than these excerpts this is the rate that dominates.
 - `total_seconds`: ulmfit: wall time of the child process (interpreter start and imports included); fastai: the
   ulmfit SentencePiece run's `seconds.extract` (the cleaning whose output it reuses) + its own tokenize seconds.
   `mb_per_s = dump_mb / total_seconds`, with `dump_mb` the compressed file size on disk (1 MB = 1e6 bytes);
   `xml_mb` is the uncompressed size.
 - `peak_rss_mb`: the peak, over the child's life, of the summed RSS of the child and all its descendants (worker
   processes), sampled every 0.05 s with psutil from this process. Pages shared by forked workers are counted once
-  per process, as RSS does.
+  per process, as RSS does; `peak_pss_mb` sums PSS instead, which splits shared pages between their sharers.
 
 Run from the repository root (takes several minutes on 2 cores):
 
@@ -40,12 +43,10 @@ import bz2
 import datetime as dt
 import glob
 import gzip
-import importlib.metadata
 import json
 import lzma
 import math
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -56,6 +57,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import psutil
+
+from ulmfit.benchmarks.environment import code_version, machine_info
+from ulmfit.files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -87,6 +91,13 @@ NOTES = {
                      "start and imports are not counted).",
     "mb_per_s": "dump_mb / total_seconds; dump_mb = compressed dump file size on disk, 1 MB = 1e6 bytes; "
                 "xml_mb = uncompressed size.",
+    "encode_tokens_per_s": "tokens / encode_seconds, with the tokenizer already built: ulmfit: meta.json "
+                           "seconds.encode (tokenize with the trained SentencePiece model or word vocabulary, write "
+                           "ids); fastai: tokenize_texts + numericalizing (Numericalize setup left out). What a "
+                           "large corpus costs once the SentencePiece model is trained on its sample of "
+                           "sentences (training time does not grow with the corpus beyond that sample).",
+    "peak_pss_mb": "like peak_rss_mb but summing PSS (proportional set size: a page shared by forked workers is "
+                   "split between them), the memory the process tree really holds.",
     "peak_rss_mb": "peak over the child's life of the summed RSS of the child process and all its descendants "
                    f"(worker processes), sampled every {SAMPLE_EVERY_S} s with psutil; forked workers' shared "
                    "pages count once per process. The fastai child does not include the cleaning stage.",
@@ -151,23 +162,29 @@ def has_word_tokenizer(lang: str) -> tuple[bool, str]:
 
 # --- measuring a child process ------------------------------------------------------------------------------------
 
-def tree_rss(proc: psutil.Process) -> int:
-    """Summed RSS in bytes of a process and all its descendants (0 for the ones that are gone)."""
+def tree_memory(proc: psutil.Process) -> tuple[int, int]:
+    """Summed RSS and PSS in bytes of a process and all its descendants (0 for the ones that are gone).
+
+    PSS splits each page shared by forked workers between the processes sharing it, so its sum is the memory
+    the tree really holds; summed RSS counts shared pages once per process.
+    """
     try:
         procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
-        return 0
-    total = 0
+        return 0, 0
+    rss = pss = 0
     for p in procs:
         try:
-            total += p.memory_info().rss
+            full = p.memory_full_info()
         except psutil.Error:
-            pass
-    return total
+            continue
+        rss += full.rss
+        pss += getattr(full, "pss", full.rss)
+    return rss, pss
 
 
 def run_measured(cmd: list[str], cwd: Path) -> dict[str, Any]:
-    """Run `cmd` to completion; its exit code, wall seconds, peak tree RSS in MB, stdout and stderr."""
+    """Run `cmd` to completion; its exit code, wall seconds, peak tree RSS and PSS in MB, stdout and stderr."""
     env = os.environ | {"_TYPER_STANDARD_TRACEBACK": "1"}  # plain tracebacks in the failure reasons
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out, \
             tempfile.TemporaryFile("w+", encoding="utf-8") as err:
@@ -175,9 +192,10 @@ def run_measured(cmd: list[str], cwd: Path) -> dict[str, Any]:
         child = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                  env=env)
         proc = psutil.Process(child.pid)
-        peak = 0
+        peak_rss = peak_pss = 0
         while True:
-            peak = max(peak, tree_rss(proc))
+            rss, pss = tree_memory(proc)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             try:
                 child.wait(timeout=SAMPLE_EVERY_S)
                 break
@@ -186,7 +204,8 @@ def run_measured(cmd: list[str], cwd: Path) -> dict[str, Any]:
         wall = time.perf_counter() - start
         out.seek(0)
         err.seek(0)
-        return {"rc": child.returncode, "seconds": wall, "peak_rss_mb": peak / MB, "stdout": out.read(),
+        return {"rc": child.returncode, "seconds": wall, "peak_rss_mb": peak_rss / MB,
+                "peak_pss_mb": peak_pss / MB, "stdout": out.read(),
                 "stderr": err.read()}
 
 
@@ -214,8 +233,10 @@ def run_ulmfit(pipeline: str, dump: Path, lang: str, out_dir: Path, workers: int
         "tokens": sum(meta["tokens"].values()),
         "vocab_size": meta["vocab_size"],
         "tokenize_seconds": seconds.get("tokenizer", 0.0) + seconds["encode"],
+        "encode_seconds": seconds["encode"],
         "total_seconds": res["seconds"],
         "peak_rss_mb": res["peak_rss_mb"],
+        "peak_pss_mb": res["peak_pss_mb"],
         "stage_seconds": seconds,
     }
 
@@ -238,8 +259,10 @@ def run_fastai(text_dir: Path, lang: str, workers: int, extract_seconds: float) 
         "tokens": child["tokens"],
         "vocab_size": child["vocab_size"],
         "tokenize_seconds": tokenize,
+        "encode_seconds": child["tokenize"] + child["numericalize"],
         "total_seconds": extract_seconds + tokenize,
         "peak_rss_mb": res["peak_rss_mb"],
+        "peak_pss_mb": res["peak_pss_mb"],
         "stage_seconds": {"extract": extract_seconds, "tokenize": child["tokenize"],
                           "numericalize_setup": child["numericalize_setup"],
                           "numericalize": child["numericalize"]},
@@ -298,8 +321,10 @@ def finish_run(pipeline: str, dump: Path, lang: str, dump_mb: float, xml_mb: flo
             "total_seconds": round(figures["total_seconds"], 3),
             "mb_per_s": round(dump_mb / figures["total_seconds"], 4),
             "tokens_per_s": round(figures["tokens"] / figures["tokenize_seconds"]),
+            "encode_tokens_per_s": round(figures["tokens"] / figures["encode_seconds"]),
             "chars_per_s": round(figures["chars"] / figures["tokenize_seconds"]),
             "peak_rss_mb": round(figures["peak_rss_mb"], 1),
+            "peak_pss_mb": round(figures["peak_pss_mb"], 1),
             "stage_seconds": {k: round(v, 3) for k, v in figures["stage_seconds"].items()}}
     return run
 
@@ -327,49 +352,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "sentencepiece_vs_fastai_tokens_per_s": ratio_summary(runs, "tokens_per_s"),
         "sentencepiece_vs_fastai_chars_per_s": ratio_summary(runs, "chars_per_s"),
+        "sentencepiece_vs_fastai_encode_tokens_per_s": ratio_summary(runs, "encode_tokens_per_s"),
         "max_peak_rss_mb": peak["peak_rss_mb"] if peak else None,
         "max_peak_rss_run": f"{peak['pipeline']} on {peak['dump']}" if peak else None,
         "max_peak_rss_mb_by_pipeline": {
             p: max((r["peak_rss_mb"] for r in measured if r["pipeline"] == p), default=None) for p in PIPELINES},
-    }
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def code_version() -> dict[str, Any]:
-    """The commit the pipeline ran at, and whether its package files had uncommitted changes."""
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    status = git("status", "--porcelain", "--", "ulmfit", "langs", "pretrain", "pyproject.toml")
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": None if status is None else bool(status)}
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "ram_gb": round(psutil.virtual_memory().total / 1e9, 1),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        **{name: _version(name) for name in ("torch", "fastai", "sentencepiece", "spacy", "ulmfit")},
+        "max_peak_pss_mb": max((r["peak_pss_mb"] for r in measured), default=None),
     }
 
 
@@ -406,13 +394,6 @@ def progress(i: int, n: int, run: dict[str, Any]) -> None:
         tail = (f"{run['total_seconds']:.1f} s total, {run['mb_per_s']:.3f} MB/s, {run['tokens_per_s']:,} tokens/s, "
                 f"peak RSS {run['peak_rss_mb']:.0f} MB")
     print(f"{head}: {tail}", file=sys.stderr, flush=True)
-
-
-def write_json(path: Path, result: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --- driver -------------------------------------------------------------------------------------------------------
@@ -506,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "summary": summarize(runs),
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, result)
 
     summary = result["summary"]
@@ -515,7 +497,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SentencePiece ÷ fastai tokens/s, geometric mean over {ratio['dumps_compared']} dumps: "
           f"{_fmt(ratio['geometric_mean'], '.2f')}x "
           f"(chars/s: {_fmt(summary['sentencepiece_vs_fastai_chars_per_s']['geometric_mean'], '.2f')}x)")
-    print(f"max peak RSS: {_fmt(summary['max_peak_rss_mb'], '.0f')} MB ({summary['max_peak_rss_run']})")
+    encode = summary["sentencepiece_vs_fastai_encode_tokens_per_s"]
+    print(f"the same, encoding only (tokenizer built): {_fmt(encode['geometric_mean'], '.2f')}x")
+    print(f"max peak RSS: {_fmt(summary['max_peak_rss_mb'], '.0f')} MB ({summary['max_peak_rss_run']}); "
+          f"max peak PSS: {_fmt(summary['max_peak_pss_mb'], '.0f')} MB")
     print(f"benchmark took {seconds:.0f} s; results in {args.out}")
     return 1 if any("failed" in r for r in runs) else 0
 

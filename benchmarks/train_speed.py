@@ -19,19 +19,25 @@ Each (config, pipeline) pair runs `--repeats` times, ulmfit and fastai alternati
 so drifting machine load hits both alike), every run in its own child process (fresh interpreter, its own
 memory figures). What is measured (also written into the JSON's `notes`):
 
-- `tokens_per_s`: training tokens processed / training seconds. Training seconds run from fastai's
-  `before_train` to `after_train` of each epoch (validation, checkpointing and set-up excluded; CUDA synchronised at
-  both ends). Training tokens are the input ids of the training batches (`bs × seq_len` summed): for fastai
-  counted by a callback, for ulmfit read from the driver's deterministic batch plan (`StreamLoader` for the same
-  seed and epochs), which is what the driver's own per-epoch `tokens_per_s` counts (kept as `driver_tokens_per_s`).
-- `tokens_seen`: training tokens over all epochs; the two pipelines differ only by the few ids each loader drops
-  to make `bs` equal streams.
+- `tokens_per_s`: training tokens processed / training seconds. Both are taken by one fastai callback that this
+  script adds to every `Learner` of the run through fastai's `defaults.callbacks` (so the driver's Learner gets it
+  too, without touching the driver): training seconds run from `before_train` to `after_train` of each epoch
+  (validation, checkpointing and set-up excluded; CUDA synchronised at both ends), training tokens are the input ids
+  of the training batches (`bs × seq_len` summed). The driver's own per-epoch `tokens_per_s` is kept as a
+  cross-check (`per_epoch[].driver_tokens_per_s`).
+- `batch_median_tokens_per_s`: the median over training batches of batch tokens / batch seconds (from one batch's
+  end to the next, loading included), and `slow_batches_pct`, the share of batches slower than half that median:
+  a figure that bursts of load from other users of a shared machine barely move, and a sign of such bursts (CPU
+  only; CUDA runs are not synchronised per batch).
+- `tokens_seen`: training tokens over all epochs; the two pipelines differ only by the few ids (< 2 × bs) each
+  loader leaves out to make `bs` equal streams.
 - `valid_ppl`: exp(mean valid loss) after the last epoch, by fastai's `Perplexity` metric. Each pipeline uses its own
   valid loader over the same `valid.bin` ids in order, cut into `valid_bs` streams (the driver's own choice, given
   to fastai too).
 - `peak_mem_mb`: on CPU the child's peak resident set size (`getrusage(RUSAGE_SELF).ru_maxrss` at its end, MiB),
-  which includes the interpreter, torch and fastai (`baseline_rss_mb` is the RSS right after the imports); on CUDA
-  `torch.cuda.max_memory_allocated()` in MiB.
+  which includes the interpreter, torch and fastai (`baseline_rss_mb` is the RSS right after the imports) and, for
+  ulmfit, the writing of its model directory after training (`peak_rss_fit_mb` is the same peak read at the end of
+  fit: data loading and training only); on CUDA `torch.cuda.max_memory_allocated()` in MiB.
 
 The corpus: `--corpus DIR` (any `ulmfit prepare` output), else WikiText-2's validation text from the shared data
 (`../shared/data/en/wikitext-2/valid.txt.xz`), prepared once with `ulmfit prepare en --text … --vocab-size 8000`
@@ -39,7 +45,7 @@ into a cache directory. `--max-tokens` cuts `train.bin` to whole articles up to 
 corpus shared by both pipelines) so the slower configs fit a CPU time budget; on CPU the `small` config is cut by
 default. The valid split is never cut.
 
-Run from the repository root (CPU, about 15 minutes on 2 cores):
+Run from the repository root (CPU: about 10 minutes on 2 cores):
 
     python benchmarks/train_speed.py [--corpus DIR] [--configs tiny,small] [--device cpu] [--epochs 1]
         [--bs 32] [--bptt 70] [--repeats 2] [--max-tokens small=120000] [--set key=value]
@@ -55,7 +61,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import resource
 import shutil
@@ -66,6 +71,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from ulmfit.benchmarks.environment import code_version, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_TEXT = ROOT.parent / "shared" / "data" / "en" / "wikitext-2" / "valid.txt.xz"
@@ -78,26 +85,34 @@ CPU_MAX_TOKENS = {"small": 120_000}
 MIB = 2**20
 
 NOTES = {
-    "tokens_per_s": "training tokens / training seconds. Training seconds: wall time from fastai's before_train to "
-                    "after_train of each epoch, summed over epochs (validation, checkpoints, set-up and imports "
-                    "excluded; torch.cuda.synchronize at both ends on CUDA). Training tokens: input ids of the "
-                    "training batches (bs x seq_len summed); fastai: counted by a callback; ulmfit: the driver's "
-                    "deterministic StreamLoader plan for the same seed/epochs (the driver's own per-epoch figure "
-                    "is kept as driver_tokens_per_s).",
-    "tokens_seen": "training tokens over all epochs (same train.bin for both pipelines; each loader drops < bs "
-                   "ids per epoch to make bs equal streams).",
+    "tokens_per_s": "training tokens / training seconds, both from one fastai callback added to every Learner "
+                    "(fastai defaults.callbacks, so the ulmfit driver's Learner too). Training seconds: wall time "
+                    "from before_train to after_train of each epoch, summed over epochs (validation, checkpoints, "
+                    "set-up and imports excluded; torch.cuda.synchronize at both ends on CUDA). Training tokens: "
+                    "input ids of the training batches (bs x seq_len summed). The driver's own per-epoch figure is "
+                    "kept as per_epoch[].driver_tokens_per_s.",
+    "batch_median_tokens_per_s": "median over training batches of batch tokens / batch seconds (previous batch "
+                                 "end to this batch end, data loading included); robust to bursts of load from "
+                                 "other users of the machine. slow_batches_pct: share of batches slower than half "
+                                 "that median (a sign of such bursts). CPU only (null on CUDA: no per-batch sync).",
+    "tokens_seen": "training tokens over all epochs (same train.bin for both pipelines; each loader leaves out "
+                   "fewer than 2 x bs ids per epoch to make bs equal streams).",
     "valid_ppl": "exp(mean valid cross-entropy) after the last epoch (fastai Perplexity metric); each pipeline's "
                  "own valid loader over the same valid.bin ids in order, cut into valid_bs streams (the ulmfit "
                  "driver's choice, used for fastai too), hidden state carried across batches.",
     "peak_mem_mb": "CPU: peak RSS of the run's own child process, getrusage(RUSAGE_SELF).ru_maxrss at its end, in "
-                   "MiB; it includes Python, torch and fastai (baseline_rss_mb = RSS right after the imports). "
+                   "MiB; it includes Python, torch and fastai (baseline_rss_mb = RSS right after the imports) and, "
+                   "for ulmfit, writing the model directory after training (peak_rss_fit_mb = the same peak read "
+                   "at the end of fit, i.e. data loading and training only). peak_rss_mb is the CPU figure on "
+                   "CUDA too. "
                    "CUDA: torch.cuda.max_memory_allocated() in MiB.",
     "train_seconds": "sum over epochs of the training seconds defined under tokens_per_s.",
     "run_seconds": "wall time of the whole training call in the child (fit incl. validation; ulmfit also writes "
                    "its model directory); child_seconds adds interpreter start, imports and data loading.",
     "median": "summary medians are over the repeats of a (config, pipeline) pair (the mean of the two for 2).",
     "tokens_per_s_ratio": "median ulmfit tokens_per_s / median fastai tokens_per_s; per_repeat pairs the runs of "
-                          "the same repeat, which ran back to back.",
+                          "the same repeat, which ran back to back; batch_median_tokens_per_s_ratio is the same "
+                          "for batch_median_tokens_per_s.",
     "valid_ppl_diff_pct": "(median ulmfit valid_ppl - median fastai valid_ppl) / median fastai valid_ppl x 100; "
                           "negative = ulmfit reached a lower perplexity after the same tokens.",
     "differences": "the pipelines share model, initial weights, optimiser, schedule, regularisation and metrics; "
@@ -212,8 +227,55 @@ def _precision(cfg, device) -> str:
     return cfg.mixed_precision
 
 
-def child_ulmfit(spec: dict, cfg, meta: dict, device) -> dict[str, Any]:
-    from ulmfit.pretrain.loader import StreamLoader
+def install_timer() -> list:
+    """Add a `TrainTimer` to every fastai `Learner` made from now on (fastai's `defaults.callbacks`, which the
+    driver's Learner gets too), so both pipelines are timed and counted by the same code; returns its instances."""
+    from fastai.callback.core import Callback
+    from fastai.torch_core import defaults
+
+    instances: list = []
+
+    class TrainTimer(Callback):
+        """Per epoch: training seconds (before_train → after_train), training tokens, per-batch rates, metrics."""
+
+        order = 70  # after the Recorder (50) has the epoch's values
+
+        def __init__(self):
+            self.epochs: list[dict] = []
+            instances.append(self)
+
+        def before_train(self):
+            self.tokens, self.rates = 0, []
+            _sync()
+            self.start = self.last = time.perf_counter()
+
+        def after_batch(self):
+            if not self.training:
+                return
+            now = time.perf_counter()
+            n = self.learn.xb[0].numel()
+            self.tokens += n
+            self.rates.append(n / max(now - self.last, 1e-9))  # batch time includes loading it
+            self.last = now
+
+        def after_train(self):
+            _sync()
+            self.seconds = time.perf_counter() - self.start
+
+        def after_fit(self):
+            self.peak_rss_fit_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+        def after_epoch(self):
+            values = dict(zip(self.learn.recorder.metric_names, self.learn.recorder.log))
+            self.epochs.append({"epoch": len(self.epochs), "tokens": self.tokens, "train_seconds": self.seconds,
+                                "valid_loss": float(values["valid_loss"]), "valid_ppl": float(values["perplexity"]),
+                                "accuracy": float(values["accuracy"]), "batch_rates": self.rates})
+
+    defaults.callbacks = [*defaults.callbacks, TrainTimer]
+    return instances
+
+
+def child_ulmfit(spec: dict, cfg, meta: dict, device, timers: list) -> dict[str, Any]:
     from ulmfit.pretrain.train import _max_streams, pretrain
 
     corpus = Path(spec["corpus"])
@@ -223,27 +285,17 @@ def child_ulmfit(spec: dict, cfg, meta: dict, device) -> dict[str, Any]:
         run_seconds = time.perf_counter() - start
     if result.get("stopped"):
         raise RuntimeError("the ulmfit driver stopped before the end of training")
-    history = result["fwd"]
-    # The tokens the driver trained on: its batch plan is a function of (seed, epoch) alone.
-    plan = StreamLoader(corpus / "train.bin", meta["dtype"], cfg.bs, cfg.bptt, train=True,
-                        variable_bptt=cfg.variable_bptt, seed=cfg.seed)
-    tokens = []
-    for epoch in range(cfg.epochs):
-        plan.set_epoch(epoch)
-        tokens.append(cfg.bs * sum(plan.lengths))
-    epochs = [{"epoch": h["epoch"], "tokens": t, "train_seconds": h["train_seconds"], "valid_loss": h["valid_loss"],
-               "valid_ppl": h["valid_ppl"], "accuracy": h["accuracy"], "driver_tokens_per_s": h["tokens_per_s"]}
-              for h, t in zip(history, tokens)]
-    return {"epochs": epochs, "run_seconds": run_seconds, "valid_bs": min(cfg.bs, _max_streams(corpus, meta, cfg)),
-            "batches_per_epoch": len(plan)}
+    epochs = timers[-1].epochs
+    for e, h in zip(epochs, result["fwd"]):  # the driver's own figures, to cross-check
+        e["driver_tokens_per_s"], e["driver_valid_ppl"] = h["tokens_per_s"], h["valid_ppl"]
+    return {"epochs": epochs, "run_seconds": run_seconds, "valid_bs": min(cfg.bs, _max_streams(corpus, meta, cfg))}
 
 
-def child_fastai(spec: dict, cfg, meta: dict, device) -> dict[str, Any]:
+def child_fastai(spec: dict, cfg, meta: dict, device, timers: list) -> dict[str, Any]:
     from functools import partial
 
     import numpy as np
     import torch
-    from fastai.callback.core import Callback
     from fastai.callback.training import GradientClip
     from fastai.data.core import DataLoaders
     from fastai.losses import CrossEntropyLossFlat
@@ -269,33 +321,6 @@ def child_fastai(spec: dict, cfg, meta: dict, device) -> dict[str, Any]:
         bounds.append(len(ids))
         return [TensorText(torch.from_numpy(ids[a:b])) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
-    class TrainTimer(Callback):
-        """Training seconds (before_train → after_train) and training tokens of each epoch, and its metrics."""
-
-        order = 70  # after the Recorder has the epoch's values
-
-        def before_fit(self):
-            self.epochs = []
-
-        def before_train(self):
-            self.tokens = 0
-            _sync()
-            self.start = time.perf_counter()
-
-        def after_batch(self):
-            if self.training:
-                self.tokens += self.learn.xb[0].numel()
-
-        def after_train(self):
-            _sync()
-            self.seconds = time.perf_counter() - self.start
-
-        def after_epoch(self):
-            values = dict(zip(self.learn.recorder.metric_names, self.learn.recorder.log))
-            self.epochs.append({"epoch": self.epoch, "tokens": self.tokens, "train_seconds": self.seconds,
-                                "valid_loss": float(values["valid_loss"]), "valid_ppl": float(values["perplexity"]),
-                                "accuracy": float(values["accuracy"])})
-
     set_seed(cfg.seed)
     train_docs = documents(corpus / "train.bin")
     valid_docs = documents(corpus / "valid.bin")
@@ -305,10 +330,9 @@ def child_fastai(spec: dict, cfg, meta: dict, device) -> dict[str, Any]:
     dls = DataLoaders(train_dl, valid_dl, device=device)
     torch.manual_seed(cfg.seed)  # as the driver does right before building the model: same initial weights
     model = get_language_model(AWD_LSTM, meta["vocab_size"], config=cfg.arch(), drop_mult=cfg.drop_mult).to(device)
-    timer = TrainTimer()
     learn = TextLearner(dls, model, alpha=cfg.alpha, beta=cfg.beta, moms=cfg.moms, loss_func=CrossEntropyLossFlat(),
                         opt_func=partial(Adam, sqr_mom=cfg.adam_beta2, wd=cfg.wd), metrics=[accuracy, Perplexity()],
-                        splitter=awd_lstm_lm_split, wd=cfg.wd, cbs=[GradientClip(cfg.clip), timer])
+                        splitter=awd_lstm_lm_split, wd=cfg.wd, cbs=[GradientClip(cfg.clip)])
     learn.logger = lambda row: None
     precision = _precision(cfg, device)
     if precision == "bf16":
@@ -319,8 +343,8 @@ def child_fastai(spec: dict, cfg, meta: dict, device) -> dict[str, Any]:
     with learn.no_bar():
         learn.fit_one_cycle(cfg.epochs, cfg.lr, pct_start=cfg.pct_start, moms=cfg.moms)
     run_seconds = time.perf_counter() - start
-    return {"epochs": timer.epochs, "run_seconds": run_seconds, "valid_bs": valid_bs,
-            "batches_per_epoch": len(train_dl), "documents": {"train": len(train_docs), "valid": len(valid_docs)}}
+    return {"epochs": timers[-1].epochs, "run_seconds": run_seconds, "valid_bs": valid_bs,
+            "documents": {"train": len(train_docs), "valid": len(valid_docs)}}
 
 
 def child_main(spec: dict) -> int:
@@ -331,20 +355,24 @@ def child_main(spec: dict) -> int:
     import fastai.text.all  # noqa: F401  (both children import the same modules before the baseline RSS)
     import torch
 
-    from ulmfit.config import load_config
     import ulmfit.pretrain.train  # noqa: F401
+    from ulmfit.config import load_config
 
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.cuda.reset_peak_memory_stats(device)
     baseline = _rss_mb()
+    timers = install_timer()
     cfg = load_config(spec["config"], spec["overrides"])
     meta = json.loads((Path(spec["corpus"]) / "meta.json").read_text(encoding="utf-8"))
-    run = (child_ulmfit if spec["pipeline"] == "ulmfit" else child_fastai)(spec, cfg, meta, device)
+    run = (child_ulmfit if spec["pipeline"] == "ulmfit" else child_fastai)(spec, cfg, meta, device, timers)
     run |= _peak_mb(device)
-    run |= {"baseline_rss_mb": baseline, "mixed_precision": _precision(cfg, device),
-            "torch_threads": torch.get_num_threads(), "config_values": cfg.to_dict()}
+    run |= {"baseline_rss_mb": baseline, "peak_rss_fit_mb": timers[-1].peak_rss_fit_mb,
+            "mixed_precision": _precision(cfg, device), "torch_threads": torch.get_num_threads(),
+            "config_values": cfg.to_dict()}
     print(RESULT_MARKER + json.dumps(run), flush=True)
     return 0
 
@@ -376,6 +404,9 @@ def make_run(pipeline: str, config: str, repeat: int, corpus: str, meta: dict, c
     tokens = sum(e["tokens"] for e in epochs)
     seconds = sum(e["train_seconds"] for e in epochs)
     last = epochs[-1]
+    rates = [x for e in epochs for x in e["batch_rates"]]
+    median_rate = statistics.median(rates) if rates else None
+    on_cuda = "peak_cuda_mb" in child
     run |= {
         "vocab_size": meta["vocab_size"], "bs": cfg["bs"], "bptt": cfg["bptt"], "valid_bs": child["valid_bs"],
         "epochs": cfg["epochs"], "lr": cfg["lr"],
@@ -386,24 +417,29 @@ def make_run(pipeline: str, config: str, repeat: int, corpus: str, meta: dict, c
         "accuracy": round(last["accuracy"], 5),
         "tokens_seen": tokens,
         "train_seconds": round(seconds, 2),
+        # per-batch figures resist bursts of load from other users of the machine; meaningless without a
+        # per-batch synchronisation on CUDA, so left out there
+        "batch_median_tokens_per_s": None if on_cuda or median_rate is None else round(median_rate, 1),
+        "slow_batches_pct": None if on_cuda or not rates else
+        round(100 * sum(r < median_rate / 2 for r in rates) / len(rates), 1),
         "run_seconds": round(child["run_seconds"], 2),
         "child_seconds": round(child["child_seconds"], 2),
         "peak_rss_mb": round(child["peak_rss_mb"], 1),
+        "peak_rss_fit_mb": round(child["peak_rss_fit_mb"], 1),
         "baseline_rss_mb": round(child["baseline_rss_mb"], 1),
-        "batches_per_epoch": child["batches_per_epoch"],
+        "train_batches": len(rates),
         "mixed_precision": child["mixed_precision"],
         "torch_threads": child["torch_threads"],
         "corpus": corpus,
         "train_tokens": meta["tokens"]["train"],
         "valid_tokens": meta["tokens"]["valid"],
-        "per_epoch": [{k: round(v, 4) if isinstance(v, float) else v for k, v in e.items()} for e in epochs],
+        "per_epoch": [{k: round(v, 4) if isinstance(v, float) else v for k, v in e.items() if k != "batch_rates"}
+                      for e in epochs],
     }
-    if "peak_cuda_mb" in child:
+    if on_cuda:
         run["peak_cuda_mb"] = round(child["peak_cuda_mb"], 1)
     if "documents" in child:
         run["documents"] = child["documents"]
-    if pipeline == "ulmfit":
-        run["driver_tokens_per_s"] = [e["driver_tokens_per_s"] for e in epochs]
     return run
 
 
@@ -417,20 +453,24 @@ def summarize(runs: list[dict[str, Any]], configs: list[str], config_values: dic
     for config in configs:
         ok = {p: [r for r in runs if r["config"] == config and r["pipeline"] == p and "failed" not in r]
               for p in PIPELINES}
-        median = {p: {k: _median(rs, k) for k in ("tokens_per_s", "peak_mem_mb", "valid_ppl", "tokens_seen",
-                                                   "train_seconds")} | {"repeats": len(rs)}
-                  for p, rs in ok.items()}
+        keys = ("tokens_per_s", "batch_median_tokens_per_s", "peak_mem_mb", "valid_ppl", "tokens_seen",
+                "train_seconds")
+        median = {p: {k: _median(rs, k) for k in keys} | {"repeats": len(rs)} for p, rs in ok.items()}
         u, f = median["ulmfit"], median["fastai"]
-        both = u["repeats"] and f["repeats"]
         by_repeat = {(r["pipeline"], r["repeat"]): r for rs in ok.values() for r in rs}
-        per_repeat = [round(by_repeat["ulmfit", i]["tokens_per_s"] / by_repeat["fastai", i]["tokens_per_s"], 3)
-                      for i in sorted({r for _, r in by_repeat})
-                      if ("ulmfit", i) in by_repeat and ("fastai", i) in by_repeat]
+        pairs = [(by_repeat["ulmfit", i], by_repeat["fastai", i]) for i in sorted({i for _, i in by_repeat})
+                 if ("ulmfit", i) in by_repeat and ("fastai", i) in by_repeat]
+
+        def ratio(key: str) -> float | None:
+            return round(u[key] / f[key], 3) if u.get(key) and f.get(key) else None
+
         summary[config] = {
-            "tokens_per_s_ratio": round(u["tokens_per_s"] / f["tokens_per_s"], 3) if both else None,
-            "tokens_per_s_ratio_per_repeat": per_repeat,
-            "valid_ppl_diff_pct": round((u["valid_ppl"] - f["valid_ppl"]) / f["valid_ppl"] * 100, 2) if both else None,
-            "peak_mem_ratio": round(u["peak_mem_mb"] / f["peak_mem_mb"], 3) if both else None,
+            "tokens_per_s_ratio": ratio("tokens_per_s"),
+            "tokens_per_s_ratio_per_repeat": [round(a["tokens_per_s"] / b["tokens_per_s"], 3) for a, b in pairs],
+            "batch_median_tokens_per_s_ratio": ratio("batch_median_tokens_per_s"),
+            "valid_ppl_diff_pct": round((u["valid_ppl"] - f["valid_ppl"]) / f["valid_ppl"] * 100, 2)
+            if u["valid_ppl"] and f["valid_ppl"] else None,
+            "peak_mem_ratio": ratio("peak_mem_mb"),
             "median": {p: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in m.items()}
                        for p, m in median.items()},
             "config_values": config_values.get(config),
@@ -438,60 +478,13 @@ def summarize(runs: list[dict[str, Any]], configs: list[str], config_values: dic
     return summary
 
 
-def machine_info(device: str) -> dict[str, Any]:
-    import importlib.metadata
-    import platform
-
-    import psutil
-    import torch
-
-    def version(name: str) -> str | None:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "ram_gb": round(psutil.virtual_memory().total / 1e9, 1),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "fastai": version("fastai"),
-        "numpy": version("numpy"),
-        "ulmfit": version("ulmfit"),
-        "torch_threads": torch.get_num_threads(),
-    }
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-        info["cuda"] = torch.version.cuda
-    return info
-
-
-def code_version() -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    status = git("status", "--porcelain", "--", "ulmfit", "pretrain", "pyproject.toml")
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": None if status is None else bool(status)}
+def _f(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def format_table(runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     header = (f"{'config':<7} {'pipeline':<8} {'repeat':>6} {'bs':>4} {'bptt':>4} {'tokens seen':>11} "
-              f"{'train s':>8} {'tokens/s':>9} {'peak MB':>8} {'valid ppl':>9}")
+              f"{'train s':>8} {'tokens/s':>9} {'batch-med':>9} {'slow %':>6} {'peak MB':>8} {'valid ppl':>9}")
     lines = [header, "-" * len(header)]
     for config, s in summary.items():
         for pipeline in PIPELINES:
@@ -501,19 +494,20 @@ def format_table(runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:
                     lines.append(f"{head} FAILED: {r['failed'].splitlines()[-1][:80]}")
                     continue
                 lines.append(f"{head} {r['bs']:>4} {r['bptt']:>4} {r['tokens_seen']:>11,} {r['train_seconds']:>8.1f} "
-                             f"{r['tokens_per_s']:>9,.0f} {r['peak_mem_mb']:>8.0f} {r['valid_ppl']:>9.2f}")
+                             f"{r['tokens_per_s']:>9,.0f} {_f(r['batch_median_tokens_per_s'], '>9,.0f')} "
+                             f"{_f(r['slow_batches_pct'], '>6.1f')} {r['peak_mem_mb']:>8.0f} {r['valid_ppl']:>9.2f}")
             m = s["median"][pipeline]
             if m["repeats"]:
                 lines.append(f"{config:<7} {pipeline:<8} {'median':>6} {'':>4} {'':>4} {m['tokens_seen']:>11,.0f} "
-                             f"{m['train_seconds']:>8.1f} {m['tokens_per_s']:>9,.0f} {m['peak_mem_mb']:>8.0f} "
+                             f"{m['train_seconds']:>8.1f} {m['tokens_per_s']:>9,.0f} "
+                             f"{_f(m['batch_median_tokens_per_s'], '>9,.0f')} {'':>6} {m['peak_mem_mb']:>8.0f} "
                              f"{m['valid_ppl']:>9.2f}")
     lines.append("")
     for config, s in summary.items():
-        ratio, diff, mem = s["tokens_per_s_ratio"], s["valid_ppl_diff_pct"], s["peak_mem_ratio"]
-        lines.append(f"{config}: ulmfit/fastai tokens/s {'-' if ratio is None else f'{ratio:.2f}x'} "
-                     f"(per repeat {', '.join(f'{x:.2f}' for x in s['tokens_per_s_ratio_per_repeat']) or '-'}), "
-                     f"valid ppl {'-' if diff is None else f'{diff:+.1f}%'}, "
-                     f"peak memory {'-' if mem is None else f'{mem:.2f}x'}")
+        per_repeat = ", ".join(f"{x:.2f}" for x in s["tokens_per_s_ratio_per_repeat"]) or "-"
+        lines.append(f"{config}: ulmfit/fastai tokens/s {_f(s['tokens_per_s_ratio'], '.2f')}x (per repeat "
+                     f"{per_repeat}; batch medians {_f(s['batch_median_tokens_per_s_ratio'], '.2f')}x), valid ppl "
+                     f"{_f(s['valid_ppl_diff_pct'], '+.1f')}%, peak memory {_f(s['peak_mem_ratio'], '.2f')}x")
     return "\n".join(lines)
 
 
@@ -538,6 +532,8 @@ def parse_max_tokens(spec: str | None, configs: list[str], device: str) -> dict[
             _fail(f"--max-tokens takes N or config=N,… (N a number, 0 or 'all' for no cap), not '{item}'.")
         if n is not None and n <= 0:
             _fail(f"--max-tokens must be positive, not '{item}'.")
+        if name and name.strip() not in configs:
+            _fail(f"--max-tokens names config '{name.strip()}', which is not among --configs {','.join(configs)}.")
         for c in ([name.strip()] if name else configs):
             limits[c] = n
     return limits
@@ -548,14 +544,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, help="corpus directory from `ulmfit prepare` [default: WikiText-2 "
                                                     "valid text prepared into a cache directory]")
-    parser.add_argument("--configs", "--config", default="tiny,small", help="named configs, comma-separated")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--bs", type=int, default=32)
-    parser.add_argument("--bptt", type=int, default=70)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--max-tokens", help="cap train tokens: N, or config=N,… (0/all: no cap) "
-                                             f"[default on cpu: {','.join(f'{k}={v}' for k, v in CPU_MAX_TOKENS.items())}]")
+    parser.add_argument("--configs", "--config", default="tiny,small",
+                        help="named configs, comma-separated [default: tiny,small]")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] [default: cpu]")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs for every run [default: 1]")
+    parser.add_argument("--bs", type=int, default=32, help="batch size (streams) [default: 32]")
+    parser.add_argument("--bptt", type=int, default=70, help="sequence length [default: 70]")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per (config, pipeline) [default: 2]")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads in every run [default: torch's own choice, all cores]")
+    default_caps = ",".join(f"{k}={v}" for k, v in CPU_MAX_TOKENS.items())
+    parser.add_argument("--max-tokens", help=f"cap train tokens: N, or config=N,… (0/all: no cap) "
+                                             f"[default on cpu: {default_caps}]")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override another config key for both pipelines (repeatable), e.g. lr=3e-3")
     parser.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB,
@@ -565,8 +565,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("epochs", "bs", "bptt", "repeats"):
-        if getattr(args, name) < 1:
+    for name in ("epochs", "bs", "bptt", "repeats", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     return args
 
@@ -588,9 +588,13 @@ def main(argv: list[str] | None = None) -> int:
             _fail(f"--device {args.device} asked for, but torch {torch.__version__} sees no CUDA GPU on this "
                   "machine; run with --device cpu.")
         try:
-            device_name = torch.cuda.get_device_name(torch.device(args.device))
+            dev = torch.device(args.device)
+            if dev.index is None:  # torch.cuda.set_device (in the driver too) wants an index
+                dev = torch.device("cuda", torch.cuda.current_device())
+            device_name = torch.cuda.get_device_name(dev)
         except (RuntimeError, AssertionError, ValueError) as e:
             _fail(f"--device {args.device}: {e}")
+        args.device = str(dev)
     elif args.device == "cpu":
         device_name = "cpu"
     else:
@@ -626,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
                 c_meta = json.loads((corpora[c] / "meta.json").read_text(encoding="utf-8"))
                 for pipeline in order:
                     spec = {"pipeline": pipeline, "config": c, "overrides": overrides, "device": args.device,
-                            "corpus": str(corpora[c])}
+                            "corpus": str(corpora[c]), "threads": args.threads}
                     label = str(corpus) + (f" (train.bin cut to {c_meta['tokens']['train']:,} tokens)"
                                            if corpora[c] != corpus else "")
                     run = make_run(pipeline, c, repeat, label, c_meta, run_child(spec))

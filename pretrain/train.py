@@ -121,6 +121,8 @@ def _device(name: str | None, dist: Dist) -> torch.device:
             raise UlmfitError("--device cuda asked for, but this machine has no usable CUDA GPU; use --device cpu.")
         if dist.world_size > 1:
             name = f"cuda:{dist.local_rank}"
+        elif name == "cuda":
+            name = f"cuda:{torch.cuda.current_device()}"
         torch.cuda.set_device(torch.device(name))
     return torch.device(name)
 
