@@ -9,21 +9,21 @@ from ulmfit.pretrain.modeldir import load_language_model
 from ulmfit.pretrain.tokenizer import BOS, PAD, UNK, TextTokenizer
 
 
-def generate(model_dir: Path | str, prompt: str, words: int = 50, temperature: float = 0.8, top_k: int = 40,
-             seed: int | None = None, device: str = "cpu") -> str:
-    """The prompt followed by a sampled continuation of about `words` words.
+def continue_text(model: torch.nn.Module, tok: TextTokenizer, prompt: str, words: int = 50,
+                  temperature: float = 0.8, top_k: int = 40, seed: int | None = None) -> str:
+    """The prompt followed by a continuation of about `words` words sampled from a forward `model`.
 
     Words are counted by spaces for languages written with them, by tokens for those written without
     (Thai, Chinese, Japanese). Unknown, padding and `xxbos` tokens are never sampled.
     """
-    model, config = load_language_model(model_dir, "fwd", device)
-    tok = TextTokenizer.from_dir(model_dir)
+    device = next(model.parameters()).device
     spaced = tok.lang.word_joiner == " "
     gen = torch.Generator(device="cpu")
     if seed is not None:
         gen.manual_seed(seed)
     ids = tok.encode(prompt)
     new: list[int] = []
+    model.eval()
     model.reset()
     with torch.no_grad():
         logits = model(torch.tensor([ids], device=device))[0][0, -1]
@@ -37,5 +37,11 @@ def generate(model_dir: Path | str, prompt: str, words: int = 50, temperature: f
             nxt = int(torch.multinomial(probs, 1, generator=gen))
             new.append(nxt)
             logits = model(torch.tensor([[nxt]], device=device))[0][0, -1]
-    text = tok.decode(ids + new)
-    return text
+    return tok.decode(ids + new)
+
+
+def generate(model_dir: Path | str, prompt: str, words: int = 50, temperature: float = 0.8, top_k: int = 40,
+             seed: int | None = None, device: str = "cpu") -> str:
+    """`continue_text` with the forward model of a local model directory."""
+    model, _ = load_language_model(model_dir, "fwd", device)
+    return continue_text(model, TextTokenizer.from_dir(model_dir), prompt, words, temperature, top_k, seed)

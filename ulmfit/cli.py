@@ -127,9 +127,12 @@ def pretrain(
     typer.echo(f"model directory: {out}")
 
 
+MODEL_HELP = "A catalogue name (`ulmfit list`), hf-hub:ORG/NAME[@REVISION], or a model directory."
+
+
 @app.command()
 def generate(
-    model: Path = typer.Argument(..., help="Model directory (forward model)."),
+    model: str = typer.Argument(..., help=MODEL_HELP),
     prompt: str = typer.Argument(..., help="Text to continue."),
     words: int = typer.Option(50, help="About how many words to add (tokens for scripts without spaces)."),
     temperature: float = typer.Option(0.8, help="Below 1: safer choices; above 1: more surprising ones."),
@@ -137,10 +140,58 @@ def generate(
     seed: Optional[int] = typer.Option(None, help="Seed for a repeatable sample."),
 ) -> None:
     """Continue a text with the forward language model."""
-    from ulmfit.pretrain.generate import generate as gen
+    from ulmfit.zoo.pretrained import from_pretrained
 
-    typer.echo(run(gen, model, prompt, words=words, temperature=temperature, top_k=top_k, seed=seed))
+    lm = run(from_pretrained, model, "fwd")
+    typer.echo(run(lm.generate, prompt, words=words, temperature=temperature, top_k=top_k, seed=seed))
 
+
+@app.command("list")
+def list_(
+    pattern: str = typer.Argument("*", help="Shell-style pattern on names, e.g. 'vi-*'."),
+    lang: Optional[str] = typer.Option(None, help="Only models of this language code."),
+) -> None:
+    """List the named models of the catalogue (built-in and your own)."""
+    from ulmfit.zoo.catalogue import list_models, load_catalogue
+
+    names = run(list_models, pattern, lang)
+    catalogue = load_catalogue()
+    typer.echo(f"{'name':<24} {'lang':<6} {'tokenizer':<18} {'directions':<10} {'valid ppl':<15} source")
+    for name in names:
+        e = catalogue[name]
+        ppl = "/".join(f"{e.metrics[d]['valid_ppl']:.1f}" for d in e.directions
+                       if e.metrics.get(d, {}).get("valid_ppl") is not None) or "-"
+        source = f"third-party ({e.third_party['format']})" if e.third_party else f"hf-hub:{e.repo_id}"
+        typer.echo(f"{name:<24} {e.lang:<6} {e.tokenizer['type'] + ' ' + str(e.tokenizer['vocab_size']):<18} "
+                   f"{'+'.join(e.directions):<10} {ppl:<15} {source}")
+    if not names:
+        typer.echo("(no model matches)")
+
+
+@app.command()
+def info(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    revision: Optional[str] = typer.Option(None, help="A branch, tag or commit of a Hub repository."),
+) -> None:
+    """Show a model: its catalogue entry (repository, pinned revision, hashes), or a model directory's config."""
+    import yaml
+
+    from ulmfit.zoo.pretrained import describe_model
+
+    typer.echo(yaml.safe_dump(run(describe_model, model, revision=revision), sort_keys=False,
+                              allow_unicode=True).rstrip())
+
+
+@app.command()
+def download(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    revision: Optional[str] = typer.Option(None, help="A branch, tag or commit [default: the catalogue's pin]."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Cache folder [default: the Hugging Face cache, HF_HOME]."),
+) -> None:
+    """Download a model (and check it) into the cache; print where it is."""
+    from ulmfit.zoo.pretrained import resolve_model
+
+    typer.echo(run(resolve_model, model, revision=revision, cache_dir=cache_dir))
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,50 @@
+"""Tiny model directories, trained once per test session, for the zoo's tests."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from ulmfit.config import load_config
+from ulmfit.pretrain.corpus import PrepareOptions, prepare_corpus
+from ulmfit.pretrain.train import pretrain
+
+torch.set_num_threads(1)
+TINY = {"bs": 4, "bptt": 12, "epochs": 1}
+
+
+def _train(root: Path, tokenizer: str) -> Path:
+    corpus = root / "corpus"
+    prepare_corpus("en", corpus, sample=True, workers=1, options=PrepareOptions(tokenizer=tokenizer, min_freq=1))
+    run = root / "run"
+    pretrain(corpus, run, load_config("tiny", TINY), direction="both")
+    return run
+
+
+@pytest.fixture(scope="session")
+def _sp_model(tmp_path_factory) -> Path:
+    return _train(tmp_path_factory.mktemp("sp-model"), "sentencepiece")
+
+
+@pytest.fixture(scope="session")
+def _word_model(tmp_path_factory) -> Path:
+    return _train(tmp_path_factory.mktemp("word-model"), "word")
+
+
+def _copy(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest)
+    return dest
+
+
+@pytest.fixture
+def sp_model_dir(_sp_model, tmp_path) -> Path:
+    """A fresh copy of a tiny SentencePiece model directory (fwd and bwd) that the test may change."""
+    return _copy(_sp_model, tmp_path / "sp-model")
+
+
+@pytest.fixture
+def word_model_dir(_word_model, tmp_path) -> Path:
+    """A fresh copy of a tiny word-level model directory (fwd and bwd) that the test may change."""
+    return _copy(_word_model, tmp_path / "word-model")
