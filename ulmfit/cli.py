@@ -193,5 +193,39 @@ def download(
 
     typer.echo(run(resolve_model, model, revision=revision, cache_dir=cache_dir))
 
+
+@app.command()
+def remap(
+    model: str = typer.Argument(..., help=MODEL_HELP + " Word-level models only."),
+    out: Path = typer.Option(..., help="New model directory, in the task vocabulary."),
+    vocab: Optional[Path] = typer.Option(None, help="The task vocabulary: a JSON list of tokens (fastai's order)."),
+    texts: Optional[list[Path]] = typer.Option(None, help="Or task text files (UTF-8) to build the vocabulary from."),
+    max_vocab: int = typer.Option(60_000, help="With --texts: the largest vocabulary."),
+    min_freq: int = typer.Option(2, help="With --texts: the least count for a token to enter the vocabulary."),
+) -> None:
+    """Move a word-level model into a task vocabulary; new tokens get the mean embedding row."""
+    import json
+
+    from ulmfit.pretrain.modeldir import read_config
+    from ulmfit.zoo.pretrained import resolve_model
+    from ulmfit.zoo.remap import remap_model_dir, task_vocab
+
+    if (vocab is None) == (not texts):
+        _fail("give the task vocabulary as --vocab FILE.json or --texts FILE (one of them).")
+    path = run(resolve_model, model)
+    counts = None
+    try:
+        if vocab is not None:
+            itos = json.loads(vocab.read_text(encoding="utf-8"))
+            if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+                raise ValueError("not a list of strings")
+        else:
+            lines = [line for f in texts for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+            itos, counts = run(task_vocab, lines, run(read_config, path), max_vocab, min_freq)
+    except (OSError, ValueError) as e:
+        _fail(f"cannot read the task vocabulary or texts ({e}).")
+    coverage = run(remap_model_dir, path, itos, out, counts)
+    typer.echo(f"{out}: {coverage}")
+
 if __name__ == "__main__":
     app()
