@@ -1,0 +1,1 @@
+"""Tests of ulmfit.benchmarks: task registry, fine-tuning, result tables."""
