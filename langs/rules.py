@@ -10,6 +10,7 @@ import re
 import sys
 from typing import Callable
 
+import fastai.text.core as fastai_text
 from fastai.text.core import (
     TK_MAJ,
     TK_UP,
@@ -65,6 +66,9 @@ RULES: dict[str, Callable[[str], str]] = {
     "replace_all_caps": replace_all_caps,
     "replace_maj": replace_maj,
     "lowercase": lowercase,
+    # fastai's own ASCII-only case rules, for replaying models trained with them (`ulmfit convert`).
+    "fastai_replace_all_caps": fastai_text.replace_all_caps,
+    "fastai_replace_maj": fastai_text.replace_maj,
 }
 CASE_RULES = ("replace_all_caps", "replace_maj", "lowercase")
 

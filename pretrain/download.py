@@ -2,7 +2,8 @@
 
 Downloads stream into `NAME.part` next to the cache entry and resume from there with an HTTP range request when
 a connection drops, so a multi-gigabyte dump never starts over; the file only gets its final name once its sha1
-matches the one Wikimedia publishes next to it.
+matches the one Wikimedia publishes next to it. `download` also fetches the older third-party checkpoints of the
+model zoo (`ulmfit.zoo.convert`), checked against a sha256 where the catalogue has one.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def resolve_dump(spec: str, lang: Language, cache_dir: Path | None = None) -> Pa
     `latest` comes from `ULMFIT_DUMPS_URL` when set, else from dumps.wikimedia.org. URLs are downloaded (once)
     into `cache_dir`, checked against the `sha1sums.txt` of their dump folder when they have the dumps layout.
     """
-    cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if spec == "latest":
         base = os.environ.get("ULMFIT_DUMPS_URL") or DUMPS_URL
         url, sums_url = lang.dump_url("latest", base), lang.checksums_url("latest", base)
@@ -66,23 +67,25 @@ def resolve_dump(spec: str, lang: Language, cache_dir: Path | None = None) -> Pa
     return path
 
 
-def download(url: str, dest: Path, sha1: str | None = None) -> Path:
+def download(url: str, dest: Path, sha1: str | None = None, sha256: str | None = None, hint: str = _HINT) -> Path:
     """Download `url` to `dest` through `dest.part`, resuming a `.part` left by an earlier run.
 
-    A `dest` that is already there and matches `sha1` (or any `dest`, without a `sha1`) is not fetched again.
-    A dropped connection is resumed once on the spot; a second drop keeps the `.part` for the next run.
+    A `dest` that is already there and matches the published `sha1` or `sha256` (or any `dest`, without one) is
+    not fetched again. A dropped connection is resumed once on the spot; a second drop keeps the `.part` for the
+    next run. `hint` ends the message of a failed request: what the user can do instead.
     """
     dest = Path(dest)
+    algo, expected = ("sha1", sha1) if sha1 is not None else ("sha256", sha256)
     if dest.exists():
-        if sha1 is None or _sha1(dest) == sha1:
+        if expected is None or _digest(dest, algo) == expected:
             log.info("using %s, downloaded earlier", dest)
             return dest
-        log.warning("%s does not match the published sha1; downloading it again", dest)
+        log.warning("%s does not match the published %s; downloading it again", dest, algo)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     for attempt in range(2):
         try:
-            _fetch(url, part, dest.name)
+            _fetch(url, part, dest.name, hint)
             break
         except _Dropped as e:
             got = part.stat().st_size if part.exists() else 0
@@ -92,12 +95,12 @@ def download(url: str, dest: Path, sha1: str | None = None) -> Path:
                     "and running the same command again resumes it."
                 ) from None
             log.warning("the connection dropped after %s (%s); resuming", _mib(got), e)
-    if sha1 is not None:
-        got_sha1 = _sha1(part)
-        if got_sha1 != sha1:
+    if expected is not None:
+        got = _digest(part, algo)
+        if got != expected:
             part.unlink()
             raise UlmfitError(
-                f"the download of {url} is corrupt (sha1 {got_sha1}, expected {sha1}) and was deleted; "
+                f"the download of {url} is corrupt ({algo} {got}, expected {expected}) and was deleted; "
                 "run the same command again to download it anew."
             )
     os.replace(part, dest)
@@ -105,7 +108,7 @@ def download(url: str, dest: Path, sha1: str | None = None) -> Path:
     return dest
 
 
-def _fetch(url: str, part: Path, label: str) -> None:
+def _fetch(url: str, part: Path, label: str, hint: str) -> None:
     """Append the rest of `url` to `part` (all of it when the server ignores the range); raises `_Dropped`."""
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "ulmfit", "Accept-Encoding": "identity"}
@@ -120,12 +123,12 @@ def _fetch(url: str, part: Path, label: str) -> None:
             if m and m.group(2) == str(offset):  # stopped between the last byte and the rename: the .part is whole
                 return
             part.unlink()  # longer than the file on the server: the .part belongs to another version
-            return _fetch(url, part, label)
-        raise UlmfitError(f"could not download {url}: HTTP {e.code} {e.reason}; {_HINT}.") from None
+            return _fetch(url, part, label, hint)
+        raise UlmfitError(f"could not download {url}: HTTP {e.code} {e.reason}; {hint}.") from None
     except (URLError, OSError, http.client.HTTPException) as e:
         reason = e.reason if isinstance(e, URLError) else e
         kept = f"; the partial file is kept at {part} for the next run to resume" if offset else ""
-        raise UlmfitError(f"could not reach {url} ({reason}){kept}; {_HINT}.") from None
+        raise UlmfitError(f"could not reach {url} ({reason}){kept}; {hint}.") from None
     with resp:
         if resp.status == 206:
             m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
@@ -181,8 +184,8 @@ def _published_sha1(sums_url: str, name: str) -> str | None:
     return None
 
 
-def _sha1(path: Path) -> str:
-    h = hashlib.sha1()
+def _digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
@@ -193,6 +196,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
-def _default_cache_dir() -> Path:
+def default_cache_dir(kind: str = "dumps") -> Path:
+    """Where downloads of one kind are kept: `$ULMFIT_CACHE/KIND`, by default `~/.cache/ulmfit/KIND`."""
     root = os.environ.get("ULMFIT_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "ulmfit") / "dumps"
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "ulmfit") / kind

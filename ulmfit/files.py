@@ -1,6 +1,7 @@
-"""Writing files so that a crash never leaves a half-written one under the final name."""
+"""Writing files so that a crash never leaves a half-written one under the final name, and hashing them."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,3 +24,12 @@ def read_json(path: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, read in chunks (weights can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
