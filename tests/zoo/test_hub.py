@@ -1,0 +1,343 @@
+"""Publishing to and downloading from the Hub, against the local Hub server (`tests/hub_server.py`) on 127.0.0.1.
+
+huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE when it is imported, so the `hub` fixture sets the
+environment (for subprocesses: the CLI round trip runs `python -m ulmfit` as a user would) and points the already
+imported `huggingface_hub.constants` at the same places (for the in-process tests).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard, constants
+from typer.testing import CliRunner
+
+from tests.hub_server import serve
+from ulmfit.cli import app
+from ulmfit.errors import UlmfitError
+from ulmfit.files import file_sha256, write_json
+from ulmfit.zoo.catalogue import add_entry, get_entry
+from ulmfit.zoo.hub import PUBLISHED_FILES, catalogue_entry, download_model, model_card, push_model
+from ulmfit.zoo.pretrained import from_pretrained
+
+torch.set_num_threads(1)
+TOKEN = "hf_local_test_token"
+REPO = "tester/en-tiny"
+FWD = "fwd/model.safetensors"
+
+
+def _point_client(monkeypatch, url: str, home: Path) -> None:
+    """What huggingface_hub.constants would hold had HF_ENDPOINT and HF_HOME been set before its import."""
+    values = {"ENDPOINT": url, "HUGGINGFACE_CO_URL_TEMPLATE": url + "/{repo_id}/resolve/{revision}/{filename}",
+              "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_ASSETS_CACHE": str(home / "assets"),
+              "HF_TOKEN_PATH": str(home / "token"), "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+              "AGENT_HARNESSES_PATH": str(home / ".agent_harnesses.json"), "HF_HUB_OFFLINE": False}
+    for name, value in values.items():
+        monkeypatch.setattr(constants, name, value)
+
+
+class Hub:
+    """The running local Hub, the client environment pointing at it, and helpers to drive both."""
+
+    def __init__(self, server, env: dict, monkeypatch):
+        self.server, self.state, self.env, self.monkeypatch = server, server.state, env, monkeypatch
+        self.home = Path(env["HF_HOME"])
+
+    def cli(self, *args: str, offline: bool = False) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))} | self.env
+        if offline:
+            env["HF_HUB_OFFLINE"] = "1"
+        return subprocess.run([sys.executable, "-m", "ulmfit", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    def offline(self) -> None:
+        self.monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        self.monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+    def files(self, repo_id: str, rev: str = "main") -> dict[str, bytes]:
+        repo = self.state.load(repo_id)
+        commit = repo["commits"][self.state.resolve(repo, rev)]
+        return {path: self.state.blob(f["oid"]) for path, f in commit["files"].items()}
+
+    def gets(self, path: str) -> int:
+        """How many times the server sent a file's bytes."""
+        return sum(1 for method, p in self.state.requests if method == "GET" and "/resolve/" in p
+                   and p.endswith("/" + path))
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    server = serve(tmp_path / "hub-root")
+    env = {"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": TOKEN,
+           "HF_HUB_DISABLE_TELEMETRY": "1", "ULMFIT_CATALOGUE": str(tmp_path / "catalogue.yaml"),
+           "NO_PROXY": "127.0.0.1,localhost"}
+    for name in [k for k in os.environ if k.startswith(("HF_", "HUGGINGFACE_"))]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    _point_client(monkeypatch, server.url, tmp_path / "hf-home")
+    yield Hub(server, env, monkeypatch)
+    server.stop()
+
+
+@pytest.fixture
+def run_dir(sp_model_dir):
+    """A tiny model directory as a run leaves it: with run state that must never be published."""
+    (sp_model_dir / "checkpoints").mkdir(exist_ok=True)
+    (sp_model_dir / "checkpoints" / "fwd-epoch0.pt").write_bytes(b"optimizer state")
+    (sp_model_dir / "run.json").write_text("{}")
+    return sp_model_dir
+
+
+def _pinned(hub, run_dir, **push) -> dict:
+    """Push `run_dir` and pin it in the user catalogue; the catalogue entry."""
+    result = push_model(run_dir, REPO, **push)
+    entry = catalogue_entry(run_dir, REPO, result["commit"])
+    add_entry(entry)
+    return entry
+
+
+def test_round_trip_through_the_cli(hub, run_dir):
+    """push → catalogue add → list → download into an empty HF_HOME → from_pretrained → generate → offline.
+
+    `push` and the offline `generate` run as separate processes that know the Hub only from the environment."""
+    pushed = hub.cli("push", str(run_dir), "--repo-id", REPO)
+    assert pushed.returncode == 0, pushed.stderr
+    published = hub.files(REPO)
+    assert set(published) == {".gitattributes", "config.json", "README.md", "spm.model", "metrics.json", FWD,
+                              "bwd/model.safetensors"}
+    assert published[FWD] == (run_dir / FWD).read_bytes()
+    assert "library_name: ulmfit" in published["README.md"].decode()
+    commit = hub.state.resolve(hub.state.load(REPO), "main")
+    assert commit in pushed.stdout
+
+    runner = CliRunner()
+    added = runner.invoke(app, ["catalogue", "add", str(run_dir), "--repo-id", REPO, "--name", "en-tiny"])
+    assert added.exit_code == 0, added.output
+    listed = runner.invoke(app, ["list"])
+    assert "en-tiny" in listed.output and f"hf-hub:{REPO}" in listed.output
+    entry = get_entry("en-tiny")
+    assert entry.revision == commit and entry.sha256[FWD] == file_sha256(run_dir / FWD)
+
+    assert not list(hub.home.glob("hub/models--*/snapshots/*")), "the cache starts empty"
+    downloaded = runner.invoke(app, ["download", "en-tiny"])
+    assert downloaded.exit_code == 0, downloaded.output
+    path = Path(downloaded.stdout.strip())
+    assert path.is_relative_to(hub.home) and path.name == commit
+    assert sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()) == sorted(
+        f for f in published if f != ".gitattributes")
+    lm = from_pretrained("en-tiny")
+    assert lm.path == path and lm.generate("The", words=5, seed=1).startswith("The")
+
+    hub.server.stop()  # no network from here on: the cache must do
+    offline = hub.cli("generate", "en-tiny", "The", "--words", "5", "--seed", "1", offline=True)
+    assert offline.returncode == 0 and offline.stdout.startswith("The"), offline.stderr
+    hub.offline()
+    original = from_pretrained(run_dir)
+    for (name, a), (_, b) in zip(from_pretrained("en-tiny").model.state_dict().items(),
+                                 original.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_model_card_validates_and_holds_the_metadata(sp_model_dir, tmp_path):
+    bench = tmp_path / "results.json"
+    bench.write_text(json.dumps([
+        {"task": "en/imdb", "metric": "accuracy", "fwd": 0.81, "bwd": 0.8, "ensemble": 0.83,
+         "dataset": "stanfordnlp/imdb"},
+        {"task": "en/trec", "metric": "accuracy", "fwd": None, "ensemble": 0.9},
+        {"task": "broken"},  # no metric, no value: left out
+    ]))
+    card = model_card(sp_model_dir, "org/en-tiny", bench_results=bench)
+    parsed = ModelCard(str(card))  # huggingface_hub's own metadata parsing, from the text
+    assert parsed.data.to_dict() == card.data.to_dict()
+    data = parsed.data
+    config = json.loads((sp_model_dir / "config.json").read_text())
+    assert data.language == ["en"] and data.license == "cc-by-sa-4.0" and data.library_name == "ulmfit"
+    assert {"ulmfit", "awd-lstm", "fastai", "en"} <= set(data.tags)
+    assert "wikimedia/wikipedia" in data.datasets and data.model_name == "en-tiny"
+    ppl = {r.metric_name: r.metric_value for r in data.eval_results if r.metric_type == "perplexity"}
+    assert ppl == {"Perplexity (forward)": round(config["metrics"]["fwd"]["valid_ppl"], 2),
+                   "Perplexity (backward)": round(config["metrics"]["bwd"]["valid_ppl"], 2)}
+    assert all(r.dataset_split == "validation" for r in data.eval_results if r.metric_type == "perplexity")
+    downstream = {(r.dataset_type, r.metric_name): r.metric_value for r in data.eval_results
+                  if r.task_type == "text-classification"}
+    assert downstream == {("stanfordnlp/imdb", "accuracy (forward)"): 0.81,
+                          ("stanfordnlp/imdb", "accuracy (backward)"): 0.8,
+                          ("stanfordnlp/imdb", "accuracy (ensemble)"): 0.83, ("en/trec", "accuracy (ensemble)"): 0.9}
+    text = parsed.text
+    assert 'ulmfit.from_pretrained("hf-hub:org/en-tiny")' in text and "Howard" in text and "MultiFiT" in text
+    assert f"{config['corpus']['tokens']['train']:,}" in text  # corpus size in the body
+
+
+def test_tampered_cache_file_is_downloaded_again_once(hub, run_dir, caplog):
+    entry = _pinned(hub, run_dir)
+    path = download_model(REPO, revision=entry["revision"], sha256=entry["sha256"])
+    before = hub.gets(FWD)
+    (path / FWD).write_bytes(b"\0" * (path / FWD).stat().st_size)  # through the snapshot link: the blob itself
+    again = download_model(REPO, revision=entry["revision"], sha256=entry["sha256"])
+    assert again == path and file_sha256(path / FWD) == entry["sha256"][FWD]
+    assert hub.gets(FWD) == before + 1
+    assert "does not match its catalogue sha256" in caplog.text
+    (path / FWD).write_bytes(b"\0" * (path / FWD).stat().st_size)
+    hub.offline()
+    with pytest.raises(UlmfitError, match="does not match the catalogue's sha256 and downloads are off"):
+        download_model(REPO, revision=entry["revision"], sha256=entry["sha256"])
+
+
+def test_wrong_bytes_twice_fail_clearly(hub, run_dir):
+    entry = _pinned(hub, run_dir)
+    hub.state.corrupt.add(FWD)
+    with pytest.raises(UlmfitError, match="does not match the sha256 the catalogue pins, even when downloaded again"):
+        download_model(REPO, revision=entry["revision"], sha256=entry["sha256"])
+    assert hub.gets(FWD) == 2
+    snapshot = Path(constants.HF_HUB_CACHE) / "models--tester--en-tiny" / "snapshots" / entry["revision"]
+    assert not (snapshot / FWD).exists(), "a file that failed its check must not stay in the cache"
+
+
+def test_download_that_breaks_off_fails_clearly_and_leaves_nothing_half_written(hub, run_dir):
+    push_model(run_dir, REPO)
+    hub.state.truncated.add(FWD)
+    with pytest.raises(UlmfitError, match="failed part-way .*run the command again"):
+        download_model(REPO)
+    cache = Path(constants.HF_HUB_CACHE) / "models--tester--en-tiny"
+    assert not list(cache.glob(f"snapshots/*/{FWD}")) and not list(cache.glob("blobs/*incomplete"))
+    hub.state.truncated.clear()
+    assert file_sha256(download_model(REPO) / FWD) == file_sha256(run_dir / FWD)
+
+
+def test_unknown_repository_revision_private_and_gated(hub, run_dir):
+    with pytest.raises(UlmfitError, match="there is no repository tester/missing on"):
+        download_model("tester/missing")
+    with pytest.raises(UlmfitError, match="is not a valid Hub repository id"):
+        download_model("tester/bad name")
+    push_model(run_dir, REPO)
+    with pytest.raises(UlmfitError, match="has no revision 'nope'"):
+        download_model(REPO, revision="nope")
+    hub.state.set_flags(REPO, gated=True)
+    with pytest.raises(UlmfitError, match="is gated: accept its conditions"):
+        download_model(REPO)
+    hub.state.set_flags(REPO, gated=False, private=True)
+    hub.monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(UlmfitError, match="or it is private and no token is set"):
+        download_model(REPO)
+    hub.monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert (download_model(REPO) / FWD).is_file()
+
+
+def test_no_network_and_nothing_cached(hub, run_dir):
+    hub.server.stop()
+    cache = constants.HF_HUB_CACHE
+    with pytest.raises(UlmfitError, match="cannot reach the Hub") as unreachable:
+        download_model(REPO)
+    assert "HF_HUB_OFFLINE=1" in str(unreachable.value) and cache in str(unreachable.value)
+    hub.offline()
+    with pytest.raises(UlmfitError, match=r"downloads are off \(HF_HUB_OFFLINE=1") as offline:
+        download_model(REPO)
+    assert cache in str(offline.value)
+
+
+def test_repository_without_config_is_not_a_model(hub, tmp_path):
+    folder = tmp_path / "not-a-model"
+    (folder / "fwd").mkdir(parents=True)
+    (folder / FWD).write_bytes(b"weights")
+    (folder / "README.md").write_text("# something else\n")
+    api = HfApi()
+    api.create_repo("tester/other")
+    api.upload_folder(repo_id="tester/other", folder_path=folder)
+    with pytest.raises(UlmfitError, match="tester/other is not a ulmfit model: the repository has no config.json"):
+        download_model("tester/other")
+
+
+def test_push_needs_a_token(hub, run_dir):
+    hub.monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(UlmfitError, match="publishing needs a Hugging Face token"):
+        push_model(run_dir, REPO)
+    assert not [r for r in hub.state.requests if r[0] == "POST"]
+    hub.state.tokens = {TOKEN}
+    with pytest.raises(UlmfitError, match="did not accept the token"):
+        push_model(run_dir, REPO, token="hf_wrong")
+
+
+def test_push_refuses_what_is_not_a_finished_model(hub, run_dir, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("hello")
+    with pytest.raises(UlmfitError, match="is not a ulmfit model directory: it has no config.json"):
+        push_model(folder, REPO)
+    with pytest.raises(UlmfitError, match="is not a Hub repository id"):
+        push_model(run_dir, "no-slash")
+    (run_dir / "bwd" / "model.safetensors").unlink()
+    with pytest.raises(UlmfitError, match="is not a finished model directory: it lacks bwd/model.safetensors"):
+        push_model(run_dir, REPO)
+    assert not [r for r in hub.state.requests if r[0] == "POST"]
+
+
+def test_create_pr_and_revision(hub, run_dir, tmp_path):
+    first = push_model(run_dir, REPO)
+    assert first["pr_url"] is None and first["revision"] == "main"
+    bench = tmp_path / "results.json"
+    bench.write_text(json.dumps([{"task": "en/imdb", "metric": "accuracy", "ensemble": 0.8}]))
+    runner = CliRunner()
+    proposed = runner.invoke(app, ["push", str(run_dir), "--repo-id", REPO, "--create-pr",
+                                   "--bench-results", str(bench)])
+    assert proposed.exit_code == 0, proposed.output
+    assert f"pull request: {hub.server.url}/{REPO}/discussions/1" in proposed.stdout
+    api = HfApi()
+    pr_commit = api.model_info(REPO, revision="refs/pr/1").sha
+    assert pr_commit in proposed.stdout
+    assert api.model_info(REPO).sha == first["commit"], "a pull request leaves main alone"
+    in_pr = download_model(REPO, revision="refs/pr/1")
+    assert "en/imdb" in (in_pr / "README.md").read_text() and in_pr.name == pr_commit
+
+    branch = push_model(run_dir, REPO, revision="dev", commit_message="a branch")
+    assert branch["revision"] == "dev" and api.model_info(REPO, revision="dev").sha == branch["commit"]
+    assert download_model(REPO, revision="dev").name == branch["commit"]
+    assert api.model_info(REPO).sha == first["commit"]
+    refused = runner.invoke(app, ["push", str(run_dir), "--repo-id", REPO, "--revision", "dev", "--create-pr"])
+    assert refused.exit_code == 1 and "leave out --revision with --create-pr" in refused.stderr
+
+
+def test_catalogue_entry_pins_the_pushed_files(hub, run_dir):
+    result = push_model(run_dir, REPO, revision="dev")
+    entry = catalogue_entry(run_dir, REPO, revision="dev")  # a branch resolves to its commit
+    assert entry["revision"] == result["commit"] and entry["license"] == "cc-by-sa-4.0"
+    assert entry["name"].startswith("en-wiki-sp") and entry["directions"] == ["fwd", "bwd"]
+    assert entry["sha256"] == {f: file_sha256(run_dir / f) for f in (FWD, "bwd/model.safetensors")}
+    assert entry["metrics"]["fwd"]["valid_ppl"] > 1
+    assert catalogue_entry(f"hf-hub:{REPO}", REPO, revision="dev")["sha256"] == entry["sha256"]
+    with pytest.raises(UlmfitError, match="has no fwd/model.safetensors"):
+        catalogue_entry(run_dir, REPO)  # main holds only .gitattributes
+    (run_dir / FWD).write_bytes((run_dir / FWD).read_bytes() + b" ")
+    with pytest.raises(UlmfitError, match="differs from the one in"):
+        catalogue_entry(run_dir, REPO, revision="dev")
+
+
+def test_classifier_directory_is_published_with_its_eval_results(hub, sp_model_dir, tmp_path):
+    clf = tmp_path / "classifier"
+    shutil.copytree(sp_model_dir, clf)
+    config = json.loads((clf / "config.json").read_text())
+    config |= {"format": "ulmfit-classifier", "format_version": 1, "labels": ["neg", "pos"], "multi_label": False,
+               "lm": {"spec": "hf-hub:tester/en-tiny", "pretrained": True},
+               "metrics": {"fwd": {"accuracy": 0.7}, "bwd": {"accuracy": 0.72}, "ensemble": {"accuracy": 0.75}},
+               "eval_results": [{"task_id": "text-classification", "task_name": "Sentiment", "dataset_name": "IMDb",
+                                 "dataset_type": "stanfordnlp/imdb", "dataset_split": "test",
+                                 "metric_type": "accuracy", "metric_name": "Accuracy (ensemble)",
+                                 "metric_value": 0.75}]}
+    write_json(clf / "config.json", config)
+    write_json(clf / "labels.json", ["neg", "pos"])
+    result = push_model(clf, "tester/en-tiny-imdb")
+    assert "labels.json" in result["files"] and "labels.json" in hub.files("tester/en-tiny-imdb")
+    card = ModelCard(hub.files("tester/en-tiny-imdb")["README.md"].decode())
+    assert "text-classification" in card.data.tags and card.data.base_model == "tester/en-tiny"
+    assert [(r.dataset_type, r.metric_value) for r in card.data.eval_results] == [("stanfordnlp/imdb", 0.75)]
+    path = download_model("tester/en-tiny-imdb")
+    assert json.loads((path / "labels.json").read_text()) == ["neg", "pos"]
+    assert set(PUBLISHED_FILES) >= {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
+    with pytest.raises(UlmfitError, match="is a classifier; the catalogue names language models"):
+        catalogue_entry(clf, "tester/en-tiny-imdb")

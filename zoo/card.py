@@ -1,0 +1,394 @@
+"""The model card (`README.md`) of a published model or classifier directory, built on huggingface_hub's
+`ModelCardData`/`EvalResult` so that its metadata is what the Hub parses: language, license, `library_name:
+ulmfit`, tags, datasets, and a `model-index` with the valid-split perplexity of each direction, the classifier's
+evaluation results, and downstream results from a benchmark results file.
+
+A benchmark results file (`--bench-results results.json`) is a JSON list of rows (or `{"results": [...]}`), one per
+task and metric:
+
+    {"task": "th/wisesight", "metric": "accuracy", "fwd": 0.71, "bwd": 0.70, "ensemble": 0.73,
+     "dataset": "pythainlp/wisesight_sentiment", "dataset_name": "Wisesight Sentiment", "split": "test"}
+
+`task` (or `task_id`) and `metric` are required, and at least one of `fwd`, `bwd`, `ensemble` must be a number;
+`dataset` (a Hub dataset id, default: the task), `dataset_name`, `task_name` and `split` (default `test`) are
+optional and other keys are ignored. Rows that cannot be used are skipped with a warning that counts them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ulmfit import __version__
+from ulmfit.errors import UlmfitError
+from ulmfit.langs import get_lang
+
+log = logging.getLogger(__name__)
+
+CLASSIFIER_FORMAT = "ulmfit-classifier"
+WIKIPEDIA_DATASET = "wikimedia/wikipedia"
+WIKIPEDIA_LICENSE = "cc-by-sa-4.0"
+VARIANTS = {"fwd": "forward", "bwd": "backward", "ensemble": "ensemble"}
+HEADINGS = {"valid_ppl": "valid perplexity", "accuracy": "valid accuracy", "valid_loss": "valid loss",
+            "train_loss": "train loss", "epoch": "epochs"}
+
+CITATION = """```bibtex
+@inproceedings{howard-ruder-2018-universal,
+  title     = {Universal Language Model Fine-tuning for Text Classification},
+  author    = {Howard, Jeremy and Ruder, Sebastian},
+  booktitle = {Proceedings of the 56th Annual Meeting of the Association for Computational Linguistics},
+  year      = {2018},
+  pages     = {328--339},
+  url       = {https://aclanthology.org/P18-1031}
+}
+```"""
+MULTIFIT_CITATION = """```bibtex
+@inproceedings{eisenschlos-etal-2019-multifit,
+  title     = {MultiFiT: Efficient Multi-lingual Language Model Fine-tuning},
+  author    = {Eisenschlos, Julian and Ruder, Sebastian and Czapla, Piotr and Kadras, Marcin and
+               Gugger, Sylvain and Howard, Jeremy},
+  booktitle = {Proceedings of EMNLP-IJCNLP 2019},
+  year      = {2019},
+  pages     = {5702--5707},
+  url       = {https://aclanthology.org/D19-1572}
+}
+```"""
+
+
+def is_wikipedia(corpus: dict) -> bool:
+    source = corpus.get("source") or {}
+    return source.get("type") == "wikipedia-dump" or "wikipedia" in str(source.get("dataset", "")).lower()
+
+
+def license_of(config: dict) -> str:
+    """The config's licence; Wikipedia-trained weights are shared under Wikipedia's CC BY-SA 4.0."""
+    if config.get("license"):
+        return config["license"]
+    return WIKIPEDIA_LICENSE if is_wikipedia(config.get("corpus") or {}) else "unknown"
+
+
+def _corpus_dataset(corpus: dict) -> tuple[str | None, str, str | None]:
+    """(Hub dataset id, a readable name, dataset config) of the pretraining corpus."""
+    source = corpus.get("source") or {}
+    if source.get("type") == "wikipedia-dump":
+        name = " ".join(str(x) for x in (source.get("dbname"), source.get("dump_date")) if x)
+        return WIKIPEDIA_DATASET, f"Wikipedia ({name or 'dump'})", None
+    if source.get("type") == "hf-dataset" and source.get("dataset"):
+        return source["dataset"], source["dataset"], source.get("config")
+    return None, "text corpus", None
+
+
+def read_bench_results(path: Path | str) -> list[dict]:
+    """The usable rows of a benchmark results file (format in the module docstring)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UlmfitError(f"cannot read the benchmark results {path} ({e}); give the results.json of a bench run.")
+    rows = data.get("results") if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        raise UlmfitError(f"{path} holds no list of results; give a JSON list of rows such as "
+                          '{"task": ..., "metric": ..., "fwd": ..., "bwd": ..., "ensemble": ...}.')
+    usable = []
+    for row in rows:
+        if not isinstance(row, dict) or not (row.get("task") or row.get("task_id")) or not row.get("metric"):
+            continue
+        values = {k: row[k] for k in VARIANTS if isinstance(row.get(k), (int, float)) and not isinstance(row[k], bool)}
+        if values:
+            usable.append(row | {"task": row.get("task") or row["task_id"], "values": values})
+    if len(usable) < len(rows):
+        log.warning("%d of %d rows in %s lack a task, a metric or a number and are left out of the card",
+                    len(rows) - len(usable), len(rows), path)
+    return usable
+
+
+def _bench_eval_results(rows: list[dict]) -> list[EvalResult]:
+    return [EvalResult(task_type="text-classification", task_name=row.get("task_name") or row["task"],
+                       dataset_type=row.get("dataset") or row["task"],
+                       dataset_name=row.get("dataset_name") or row["task"],
+                       dataset_split=row.get("split") or "test", metric_type=row["metric"],
+                       metric_name=f"{row['metric']} ({VARIANTS[variant]})", metric_value=round(float(value), 4))
+            for row in rows for variant, value in row["values"].items()]
+
+
+def _bench_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    lines = ["| task | metric | forward | backward | ensemble |", "|---|---|---|---|---|"]
+    for row in rows:
+        cells = [f"{row['values'][v]:.4f}" if v in row["values"] else "-" for v in VARIANTS]
+        lines.append(f"| {row['task']} | {row['metric']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _lm_eval_results(config: dict) -> list[EvalResult]:
+    corpus = config.get("corpus") or {}
+    dataset, dataset_name, dataset_config = _corpus_dataset(corpus)
+    results = []
+    for direction, m in (config.get("metrics") or {}).items():
+        if direction not in ("fwd", "bwd"):
+            continue
+        for metric, key, digits in (("perplexity", "valid_ppl", 2), ("accuracy", "accuracy", 4)):
+            if m.get(key) is not None:
+                results.append(EvalResult(
+                    task_type="text-generation", task_name="Language modelling", dataset_type=dataset or "text",
+                    dataset_name=dataset_name, dataset_config=dataset_config, dataset_split="validation",
+                    metric_type=metric, metric_name=f"{metric.capitalize()} ({VARIANTS[direction]})",
+                    metric_value=round(float(m[key]), digits)))
+    return results
+
+
+def _classifier_eval_results(config: dict) -> list[EvalResult]:
+    results = []
+    for r in config.get("eval_results") or []:
+        try:
+            results.append(EvalResult(
+                task_type=r.get("task_id") or "text-classification", task_name=r.get("task_name"),
+                dataset_type=r["dataset_type"], dataset_name=r.get("dataset_name") or r["dataset_type"],
+                dataset_split=r.get("dataset_split"), metric_type=r["metric_type"],
+                metric_name=r.get("metric_name"), metric_value=r["metric_value"]))
+        except (KeyError, TypeError):
+            log.warning("an eval result without dataset_type, metric_type or metric_value is left out: %s", r)
+    return results
+
+
+def _base_model(config: dict) -> str | None:
+    """The Hub repository of the language model a classifier started from, where it came from the Hub."""
+    spec = str((config.get("lm") or {}).get("spec") or "")
+    if spec.startswith("hf-hub:"):
+        return spec[len("hf-hub:"):].partition("@")[0]
+    if spec and "/" not in spec:
+        from ulmfit.zoo.catalogue import load_catalogue
+
+        entry = load_catalogue().get(spec)
+        return entry.repo_id if entry else None
+    return None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "/".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def _tokenizer_lines(config: dict, lang) -> str:
+    tok = config.get("tokenizer") or {}
+    if tok.get("type") == "sentencepiece":
+        what = f"SentencePiece unigram model (`{tok.get('file', 'spm.model')}`), {config['vocab_size']:,} pieces"
+    else:
+        what = (f"word level: {lang.word_tokenizer or 'whitespace'} segmentation plus fastai's rules, "
+                f"{config['vocab_size']:,} words (`{tok.get('file', 'vocab.json')}`)")
+    rules = ", ".join(f"`{r}`" for r in tok.get("rules") or []) or "none"
+    return f"- {what}\n- text rules: {rules}\n- fastai's special tokens first (`xxunk` … `xxmaj`, ids 0–8)"
+
+
+def _corpus_lines(config: dict) -> str:
+    corpus = config.get("corpus") or {}
+    source = corpus.get("source") or {}
+    if source.get("type") == "wikipedia-dump":
+        what = f"the Wikipedia dump `{source.get('dbname') or '?'}`" + (
+            f" of {source['dump_date']}" if source.get("dump_date") else "")
+    elif source.get("type") == "hf-dataset":
+        what = f"the Hub dataset `{source.get('dataset') or source.get('path')}`" + (
+            f" (config `{source['config']}`)" if source.get("config") else "")
+    else:
+        what = {"text": "plain text", None: "unknown"}.get(source.get("type"), f"`{source.get('type')}`")
+    lines = [f"- source: {what}"]
+    if config.get("converted_from"):
+        origin = config["converted_from"]
+        lines.append(f"- converted from the `{origin.get('format', '?')}` release"
+                     + (f" ({origin['homepage']})" if origin.get("homepage") else "") + ": see its publisher's notes")
+    articles, tokens = corpus.get("articles") or {}, corpus.get("tokens") or {}
+    if articles or tokens:
+        lines.append(f"- articles: {articles.get('train', 0):,} train / {articles.get('valid', 0):,} valid; "
+                     f"tokens: {tokens.get('train', 0):,} train / {tokens.get('valid', 0):,} valid")
+    return "\n".join(lines)
+
+
+def _training_table(config: dict) -> str:
+    arch, train = config.get("arch") or {}, config.get("train") or {}
+    rows = [("architecture", f"AWD-LSTM, embedding {arch.get('emb_sz')}, hidden {arch.get('n_hid')}, "
+                             f"{arch.get('n_layers')} layers, tied weights: {arch.get('tie_weights', True)}"),
+            ("dropouts (× drop_mult {})".format(_fmt(config.get("drop_mult", 1.0))),
+             ", ".join(f"{k} {_fmt(arch[k])}" for k in ("output_p", "hidden_p", "input_p", "embed_p", "weight_p")
+                       if k in arch))]
+    rows += [(key, _fmt(train[key])) for key in ("epochs", "bs", "bptt", "lr", "moms", "wd", "clip", "alpha", "beta")
+             if key in train]
+    return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def _metrics_table(metrics: dict) -> str:
+    """A table of the numeric figures per direction (or ensemble) in a config's `metrics`."""
+    rows = {name: {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for name, m in metrics.items() if isinstance(m, dict)}
+    keys = [k for k in ("valid_ppl", "accuracy", "valid_loss", "epoch") if any(k in r for r in rows.values())]
+    keys += sorted({k for r in rows.values() for k in r} - set(keys) - {"tokens_per_s", "train_seconds", "peak_mem_mb"})
+    if not rows or not keys:
+        return "No figures were recorded."
+    lines = ["| | " + " | ".join(HEADINGS.get(k, k) for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, r in rows.items():
+        cells = [("-" if k not in r else str(r[k] + 1) if k == "epoch" else f"{r[k]:.4g}") for k in keys]
+        lines.append(f"| {VARIANTS.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_card(config: dict, name: str, repo_id: str | None = None, bench: list[dict] | None = None) -> ModelCard:
+    """The card of a model (or classifier) directory's config; `bench` holds rows from `read_bench_results`."""
+    bench = bench or []
+    lang = get_lang(config["lang"])
+    classifier = config.get("format") == CLASSIFIER_FORMAT
+    eval_results = (_classifier_eval_results(config) if classifier else _lm_eval_results(config))
+    eval_results += _bench_eval_results(bench)
+    dataset, _, _ = _corpus_dataset(config.get("corpus") or {})
+    datasets = [dataset] if dataset else []
+    datasets += [r.dataset_type for r in eval_results if "/" in r.dataset_type]
+    tags = ["ulmfit", "awd-lstm", "fastai", lang.code, "text-classification" if classifier else "language-model"]
+    data = ModelCardData(
+        language=[lang.code], license=license_of(config), library_name="ulmfit", tags=tags,
+        datasets=list(dict.fromkeys(datasets)) or None, metrics=sorted({r.metric_type for r in eval_results}) or None,
+        pipeline_tag="text-classification" if classifier else None,
+        base_model=_base_model(config) if classifier else None,
+        model_name=name, eval_results=eval_results or None)
+    body = (_classifier_body if classifier else _lm_body)(config, lang, repo_id, bench)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def _use_spec(repo_id: str | None) -> str:
+    return f"hf-hub:{repo_id}" if repo_id else "PATH_TO_MODEL_DIR"
+
+
+def _lm_body(config: dict, lang, repo_id: str | None, bench: list[dict]) -> str:
+    directions = config.get("directions") or []
+    which = " and ".join(VARIANTS[d] for d in directions) or "no"
+    spec = _use_spec(repo_id)
+    sentencepiece = (config.get("tokenizer") or {}).get("type") == "sentencepiece"
+    bench_part = f"\n\n### Downstream tasks\n\n{_bench_table(bench)}" if bench else ""
+    cite = CITATION + ("\n\nSentencePiece subwords across languages follow MultiFiT:\n\n" + MULTIFIT_CITATION
+                       if sentencepiece else "")
+    made = "converted to this format by" if config.get("converted_from") else "trained with"
+    recipe = "" if config.get("converted_from") else (
+        "\n\nTrained with fastai's one-cycle schedule, AdamW, AR/TAR regularisation and gradient clipping.")
+    licence = license_of(config)
+    licence_note = (" The weights are derived from Wikipedia text and are shared under the same licence, "
+                    "CC BY-SA 4.0." if licence == WIKIPEDIA_LICENSE else f" Licence: `{licence}`.")
+    return f"""# ULMFiT language model: {lang.name} (`{lang.code}`)
+
+The {which} AWD-LSTM language model{'s' if len(directions) > 1 else ''} (Merity et al. 2018) of a ULMFiT
+(Howard & Ruder 2018) model for {lang.name}, {made} [ulmfit](https://pypi.org/project/ulmfit/)
+{config.get('ulmfit_version', __version__)}. Fine-tune it on the text of your task, then train a classifier on
+top of its encoder; averaging a forward and a backward classifier usually beats either one.{licence_note}
+
+## Corpus
+
+{_corpus_lines(config)}
+
+## Tokenizer
+
+{_tokenizer_lines(config, lang)}
+
+## Architecture and training
+
+{_training_table(config)}{recipe}
+
+## Results
+
+Perplexity and next-token accuracy on the corpus's valid split (articles held out by a hash of their title):
+
+{_metrics_table(config.get('metrics') or {})}{bench_part}
+
+## How to use
+
+```python
+import ulmfit
+
+lm = ulmfit.from_pretrained("{spec}")                         # the forward model, in eval mode
+fwd, bwd = ulmfit.from_pretrained("{spec}", direction="both")
+print(lm.generate("Your text", words=30))
+```
+
+```bash
+pip install ulmfit
+ulmfit download {spec}
+ulmfit generate {spec} "Your text"
+```
+
+`lm.model` is fastai's AWD-LSTM language model (fastai state-dict key names), so fastai's `load_pretrained` and
+`match_embeds` work with the weights in `fwd/model.safetensors` and `bwd/model.safetensors`.
+
+## Limitations
+
+- Wikipedia is encyclopaedic text: expect a weaker fit to informal text (reviews, social media) until the model
+  is fine-tuned on text of the task, which is what ULMFiT's second stage is for.
+- Perplexities depend on the tokenizer and its vocabulary size: compare them only between models that share both.
+- The model reflects the coverage and biases of its corpus. It is a small LSTM language model: generated text is
+  for inspecting the model, not for use as content.
+
+## Citation
+
+{cite}
+"""
+
+
+def _classifier_body(config: dict, lang, repo_id: str | None, bench: list[dict]) -> str:
+    labels = config.get("labels") or []
+    lm = config.get("lm") or {}
+    spec = _use_spec(repo_id)
+    kind = "multi-label" if config.get("multi_label") else "single-label"
+    start = (f"the language model `{lm.get('spec')}`" if lm.get("pretrained", True) and lm.get("spec")
+             else "a randomly initialised encoder (no pretraining)")
+    evals = _classifier_eval_results(config)
+    tables = [_metrics_table(config.get("metrics") or {})]
+    if evals:
+        tables.append("Evaluation:\n\n| task | dataset | split | metric | value |\n|---|---|---|---|---|\n" + "\n".join(
+            f"| {r.task_name or r.task_type} | {r.dataset_name} | {r.dataset_split or '-'} | "
+            f"{r.metric_name or r.metric_type} | {_fmt(r.metric_value)} |" for r in evals))
+    if bench:
+        tables.append("Benchmarks:\n\n" + _bench_table(bench))
+    finetune = config.get("finetune") or {}
+    settings = ", ".join(f"{k} {_fmt(v)}" for k, v in finetune.items() if isinstance(v, (int, float, str, list))
+                         and not isinstance(v, bool))
+    shown = ", ".join(f"`{x}`" for x in labels[:20]) + (", …" if len(labels) > 20 else "")
+    results = "\n\n".join(tables)
+    return f"""# ULMFiT text classifier: {lang.name} (`{lang.code}`)
+
+A {kind} classifier over {len(labels)} labels ({shown}) made with the ULMFiT recipe (Howard & Ruder 2018) by
+[ulmfit](https://pypi.org/project/ulmfit/) {config.get('ulmfit_version', __version__)}, starting from {start}:
+the language model was fine-tuned on the task's text, then the classifier (concat pooling over the AWD-LSTM
+encoder) was trained with gradual unfreezing and discriminative learning rates. The forward and backward
+classifiers are averaged.
+
+## Tokenizer
+
+{_tokenizer_lines(config, lang)}
+
+## Training
+
+{settings or 'See `config.json`.'}
+
+## Results
+
+On the valid split:
+
+{results}
+
+## How to use
+
+```bash
+pip install ulmfit
+ulmfit predict {spec} "Your text"
+```
+
+## Limitations
+
+- It knows only the labels above and the kind of text it was trained on; text in another language or domain gets
+  unreliable predictions.
+- It reflects the biases of its training data and of the language model's corpus.
+
+## Citation
+
+{CITATION}
+"""
