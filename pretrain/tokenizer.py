@@ -120,6 +120,8 @@ _NO_SPACE_BEFORE = re.compile(r" +([.,;:!?%)\]}»”’'])")
 _NO_SPACE_AFTER = re.compile(r"([(\[{«“‘]) +")
 _REP = re.compile(r"xxrep (\d+) (\S)")
 _WREP = re.compile(r"xxwrep (\d+) (\S+)")
+_MAJ = re.compile(r"xxmaj\s*(\S)")
+_UP = re.compile(r"xxup\s*(\S+)")
 
 
 class TextTokenizer:
@@ -176,7 +178,8 @@ class TextTokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids if int(i) not in (PAD, BOS, EOS)]
         if self.kind == "sentencepiece":
-            text = self.sp.decode(ids)
+            # case markers, for models trained with fastai's case rules on SentencePiece (fastai_ulmfit's)
+            text = _UP.sub(lambda m: m.group(1).upper(), _MAJ.sub(lambda m: m.group(1).upper(), self.sp.decode(ids)))
         else:
             text = self._join_words([self.itos[i] for i in ids])
         text = _WREP.sub(lambda m: " ".join([m.group(2)] * int(m.group(1))), text)

@@ -19,6 +19,8 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debugg
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s" if level == logging.INFO else "%(levelname)s %(name)s: %(message)s")
     logging.getLogger("ulmfit").setLevel(level)
+    for client in ("httpx", "httpx2"):  # huggingface_hub's HTTP client logs every request at INFO
+        logging.getLogger(client).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -226,6 +228,206 @@ def remap(
         _fail(f"cannot read the task vocabulary or texts ({e}).")
     coverage = run(remap_model_dir, path, itos, out, counts)
     typer.echo(f"{out}: {coverage}")
+
+
+@app.command()
+def push(
+    run_dir: Path = typer.Argument(..., help="A finished model directory (or classifier directory) to publish."),
+    repo_id: str = typer.Option(..., "--repo-id", help="The Hub repository, ORG/NAME (created when new)."),
+    private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+    revision: Optional[str] = typer.Option(None, help="The branch to push to, created from main when new [default: main]."),
+    create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request against main instead of committing."),
+    bench_results: Optional[Path] = typer.Option(None, "--bench-results",
+                                                 help="A benchmark results.json whose scores go into the model card."),
+    message: Optional[str] = typer.Option(None, "--message", "-m", help="The commit message."),
+) -> None:
+    """Publish a model directory to the Hugging Face Hub: model card, config, tokenizer, weights (HF_TOKEN)."""
+    from ulmfit.zoo.hub import push_model
+
+    result = run(push_model, run_dir, repo_id, private=private, revision=revision, create_pr=create_pr,
+                 commit_message=message, bench_results=bench_results)
+    typer.echo(f"pushed {len(result['files'])} files to {result['repo_url']} ({result['revision']}), "
+               f"commit {result['commit']}")
+    if result["pr_url"]:
+        typer.echo(f"pull request: {result['pr_url']}")
+    typer.echo(f"pin it by name: ulmfit catalogue add {run_dir} --repo-id {repo_id} --revision {result['commit']}")
+
+
+catalogue_app = typer.Typer(no_args_is_help=True, help="Your own catalogue of named models (ULMFIT_CATALOGUE).")
+app.add_typer(catalogue_app, name="catalogue")
+
+
+@catalogue_app.command("add")
+def catalogue_add(
+    model: str = typer.Argument(..., help="The model directory that was pushed, or hf-hub:ORG/NAME."),
+    repo_id: str = typer.Option(..., "--repo-id", help="The Hub repository it was pushed to, ORG/NAME."),
+    revision: Optional[str] = typer.Option(None, help="The commit (or branch) to pin [default: main's commit now]."),
+    name: Optional[str] = typer.Option(None, help="The catalogue name [default: LANG-SOURCE-TOKENIZER, e.g. vi-wiki-sp15k]."),
+) -> None:
+    """Pin a published model in your catalogue: commit, sha256 of the weights, metrics, licence."""
+    from ulmfit.zoo.catalogue import add_entry
+    from ulmfit.zoo.hub import catalogue_entry
+
+    entry = run(catalogue_entry, model, repo_id, revision=revision, name=name)
+    path = run(add_entry, entry)
+    typer.echo(f"added {entry['name']} (hf-hub:{repo_id} at {entry['revision']}) to {path}")
+
+
+@app.command()
+def convert(
+    path: Path = typer.Argument(..., help="An older checkpoint: its .tgz/.zip archive, its folder, or its .pth file."),
+    to: Path = typer.Option(..., "--to", help="The new model directory (must not exist yet, or be empty)."),
+    format_: Optional[str] = typer.Option(None, "--format",
+                                          help="fastai-wt103, fastai-ulmfit or thai2fit [default: detected]."),
+    lang: Optional[str] = typer.Option(None, help="Language code [default: from the checkpoint or its format]."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle",
+                                      help="Load weights that need arbitrary pickle, which runs code: trusted files only."),
+) -> None:
+    """Import an older ULMFiT checkpoint (fastai WT103, fastai_ulmfit, thai2fit) as a model directory."""
+    from ulmfit.zoo.convert import convert as convert_checkpoint
+
+    typer.echo(run(convert_checkpoint, path, to, format=format_, lang=lang, allow_pickle=allow_pickle))
+
+
+@app.command()
+def finetune(
+    train: Path = typer.Option(..., help="Training data: a CSV, TSV or JSON-lines file with text and label columns."),
+    out: Path = typer.Option(..., help="The classifier directory to write (must not exist yet, or be empty)."),
+    lm: Optional[str] = typer.Option(None, "--lm", help=MODEL_HELP + " Leave out only with --no-pretrain: a "
+                                     "word-level model is then built from the task's text alone."),
+    valid: Optional[Path] = typer.Option(None, help="Valid split [default: 10% of train, seed 0]."),
+    test: Optional[Path] = typer.Option(None, help="Test split, scored at the end [default: 10% of train, seed 0]."),
+    text_col: str = typer.Option("text", help="The text column."),
+    label_col: str = typer.Option("label", help="The label column."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="Each label cell lists labels split by --label-sep."),
+    label_sep: str = typer.Option("|", help="With --multi-label: the separator between labels."),
+    lang: Optional[str] = typer.Option(None, help="Language code of the texts [default: the language model's]."),
+    config: str = typer.Option("paper", help="tiny (CPU demos), paper (fastai's ULMFiT recipe), or a YAML file."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: --set clas_bs=32 (repeatable)."),
+    no_pretrain: bool = typer.Option(False, "--no-pretrain", help="The same stages from random weights: the "
+                                     "ablation that measures what pretraining brings."),
+    direction: str = typer.Option("both", help="fwd, bwd or both."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda when there is one]."),
+) -> None:
+    """Fine-tune a language model on a task's text and train forward and backward classifiers (ULMFiT)."""
+    from ulmfit.benchmarks.classifier import Classifier
+    from ulmfit.benchmarks.finetune import finetune as train_classifier
+    from ulmfit.benchmarks.finetune import lm_language, load_finetune_config
+    from ulmfit.benchmarks.tasks import task_from_csv
+
+    if lang is None:
+        if lm is None:
+            _fail("give the texts' language with --lang (there is no --lm to take it from).")
+        lang = run(lm_language, lm)
+    cfg = run(load_finetune_config, config, list(set_ or []))
+    task = run(task_from_csv, train, test=test, valid=valid, lang=lang, text_col=text_col, label_col=label_col,
+               multi_label=multi_label, label_sep=label_sep)
+    data = run(task.load)
+    path = run(train_classifier, lm, data, out, cfg, directions=direction, pretrained=not no_pretrain, device=device)
+    clf = run(Classifier.from_pretrained, path)
+    for name, scores in clf.config["metrics"].items():
+        typer.echo(f"valid {name:<8} accuracy {scores['accuracy']:.4f}  macro F1 {scores['macro_f1']:.4f}")
+    if data.test is not None and len(data.test):
+        scores = run(clf.evaluate, data.test)["ensemble"]
+        typer.echo(f"test  ensemble accuracy {scores['accuracy']:.4f}  macro F1 {scores['macro_f1']:.4f} "
+                   f"({len(data.test):,} texts)")
+    typer.echo(f"classifier directory: {path}")
+
+
+@app.command()
+def predict(
+    classifier: str = typer.Argument(..., help="A classifier directory (ulmfit finetune) or hf-hub:ORG/NAME."),
+    texts: Optional[list[str]] = typer.Argument(None, help="Texts to classify."),
+    file: Optional[Path] = typer.Option(None, "--file", help="A CSV file to classify instead (needs --out)."),
+    out: Optional[Path] = typer.Option(None, help="With --file: the CSV to write: the input's columns, "
+                                       "prob_LABEL per class, prediction."),
+    text_col: str = typer.Option("text", help="With --file: the text column."),
+    direction: str = typer.Option("ensemble", help="ensemble (the mean of both directions), fwd or bwd."),
+    threshold: float = typer.Option(0.5, help="Multi-label: the probability from which a label is predicted."),
+    bs: int = typer.Option(64, help="Texts per batch."),
+) -> None:
+    """Classify texts with a fine-tuned classifier: the label and every class probability."""
+    from ulmfit.benchmarks.classifier import Classifier, predict_csv
+
+    if (file is None) == (not texts):
+        _fail("give texts to classify, or --file FILE.csv --out OUT.csv (one of them).")
+    if file is not None and out is None:
+        _fail("--file needs --out, the CSV to write the predictions to.")
+    clf = run(Classifier.from_pretrained, classifier)
+    if file is not None:
+        counts = run(predict_csv, clf, file, out, text_col=text_col, direction=direction, threshold=threshold, bs=bs)
+        skipped = f", {counts['empty']:,} empty rows skipped" if counts["empty"] else ""
+        typer.echo(f"{out}: {counts['predicted']:,} rows classified{skipped}")
+        return
+    probs = run(clf.predict_proba, texts, direction=direction, bs=bs)
+    for text, row, chosen in zip(texts, probs, clf.decide(probs, threshold)):
+        label = ("|".join(chosen) or "-") if clf.multi_label else chosen
+        shown = " ".join(f"{lab}={p:.3f}" for lab, p in zip(clf.labels, row))
+        excerpt = text if len(text) <= 60 else text[:57] + "..."
+        typer.echo(f"{label}\t{shown}\t{excerpt}")
+
+
+@app.command()
+def tasks(lang: Optional[str] = typer.Option(None, help="Only tasks of this language code.")) -> None:
+    """List the registered benchmark tasks: splits, metric, published figures."""
+    from ulmfit.benchmarks.tasks import list_tasks
+
+    typer.echo(f"{'task':<22} {'metric':<9} {'ULMFiT':>7} {'best':>7}  name")
+    for task in list_tasks(lang):
+        ulmfit_ = f"{100 * task.published_ulmfit.value:.2f}" if task.published_ulmfit else "-"
+        best = f"{100 * task.published_best.value:.2f}" if task.published_best else "-"
+        typer.echo(f"{task.id:<22} {task.metric:<9} {ulmfit_:>7} {best:>7}  {task.name}")
+
+
+@app.command()
+def bench(
+    out: Path = typer.Option(..., help="Folder for results.json/.csv/.md, the learning curves and the classifiers."),
+    tasks_: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated task ids (`ulmfit tasks`)."),
+    task_file: Optional[list[Path]] = typer.Option(None, "--task-file", help="A YAML task spec (repeatable)."),
+    train: Optional[Path] = typer.Option(None, help="A task from files: the training CSV/TSV/JSONL (needs --lang)."),
+    test: Optional[Path] = typer.Option(None, help="With --train: the test file [default: 10% of train]."),
+    valid: Optional[Path] = typer.Option(None, help="With --train: the valid file [default: 10% of train]."),
+    text_col: str = typer.Option("text", help="With --train: the text column."),
+    label_col: str = typer.Option("label", help="With --train: the label column."),
+    lang: Optional[str] = typer.Option(None, help="With --train: the language code of the texts."),
+    lm: Optional[str] = typer.Option(None, "--lm", help=MODEL_HELP + " Leave out only with --no-pretrain."),
+    config: str = typer.Option("paper", help="Fine-tuning config: tiny, paper, or a YAML file."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: --set clas_bs=32 (repeatable)."),
+    epochs: Optional[int] = typer.Option(None, help="Shortcut: LM fine-tuning epochs, and epochs of the last "
+                                         "(fully unfrozen) classifier step."),
+    labels_limit: Optional[int] = typer.Option(None, help="Train each classifier on this many labelled examples "
+                                               "(stratified; the rest still serve LM fine-tuning)."),
+    no_pretrain: bool = typer.Option(False, "--no-pretrain", help="Start from random weights: what pretraining "
+                                     "brings is the difference from a run without this flag."),
+    direction: str = typer.Option("both", help="fwd, bwd or both."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the tasks' files [default: $ULMFIT_DATA, "
+                                            "~/.cache/ulmfit/data]."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda when there is one]."),
+) -> None:
+    """Run the ULMFiT recipe on benchmark tasks and write a results table next to published figures."""
+    from ulmfit.benchmarks.bench import BenchSettings, markdown_table, run_bench
+    from ulmfit.benchmarks.finetune import load_finetune_config
+    from ulmfit.benchmarks.tasks import get_task, task_from_csv, task_from_file
+
+    chosen = [run(get_task, t) for t in (tasks_ or "").split(",") if t.strip()]
+    chosen += [run(task_from_file, f) for f in task_file or []]
+    if train is not None:
+        if lang is None:
+            _fail("a task from --train needs the texts' language: add --lang CODE.")
+        chosen.append(run(task_from_csv, train, test=test, valid=valid, lang=lang, text_col=text_col,
+                          label_col=label_col))
+    if not chosen:
+        _fail("name the tasks: --tasks en/trec6,th/wisesight (see `ulmfit tasks`), --task-file, or --train.")
+    overrides = list(set_ or [])
+    if epochs is not None:
+        cfg = run(load_finetune_config, config, overrides)
+        overrides += [f"lm_epochs={epochs}", "clas_epochs=" + ",".join(map(str, [*cfg.clas_epochs[:-1], epochs]))]
+    settings = BenchSettings(lm=lm, config=run(load_finetune_config, config, overrides), pretrained=not no_pretrain,
+                             labels_limit=labels_limit, directions=("fwd", "bwd") if direction == "both" else (direction,))
+    rows = run(run_bench, chosen, settings, out, data_dir=data_dir, device=device)
+    typer.echo(markdown_table(rows, settings))
+    typer.echo(f"\nresults: {out / 'results.md'} (.json, .csv), learning curves: {out / 'learning_curves.png'}")
+
 
 if __name__ == "__main__":
     app()

@@ -55,7 +55,12 @@ class PretrainConfig:
         return {k: getattr(self, k) for k in ARCH_KEYS}
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return config_dict(self)
+
+
+def config_dict(config: Any) -> dict:
+    """A config dataclass as plain JSON values (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -84,11 +89,17 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         raise UlmfitError(f"config key '{name}' takes a {type(default).__name__}, not {value!r}.") from None
 
 
-def load_config(name: str | Path = "tiny", overrides: dict[str, Any] | list[str] | None = None) -> PretrainConfig:
-    """A named config or a YAML file, then `overrides` (a dict, or `key=value` strings from the command line)."""
+def load_config(name: str | Path = "tiny", overrides: dict[str, Any] | list[str] | None = None, *,
+                kind: type = PretrainConfig, presets: dict[str, dict[str, Any]] | None = None) -> Any:
+    """A named config or a YAML file, then `overrides` (a dict, or `key=value` strings from the command line).
+
+    `kind` is the config dataclass and `presets` its named configs (default: pretraining's `PretrainConfig` and
+    `CONFIGS`; fine-tuning passes its own).
+    """
+    presets = CONFIGS if presets is None else presets
     values: dict[str, Any] = {}
-    if str(name) in CONFIGS:
-        values.update(CONFIGS[str(name)])
+    if str(name) in presets:
+        values.update(presets[str(name)])
     elif Path(name).suffix in (".yaml", ".yml", ".json"):
         import yaml
 
@@ -99,12 +110,12 @@ def load_config(name: str | Path = "tiny", overrides: dict[str, Any] | list[str]
         if not isinstance(loaded, dict):
             raise UlmfitError(f"config file {path} must hold a mapping of keys to values.")
         base = str(loaded.pop("base", "paper"))  # a file may start from a named config
-        if base not in CONFIGS:
-            raise UlmfitError(f"config file {path} names an unknown base '{base}'; use one of {', '.join(CONFIGS)}.")
-        values.update(CONFIGS[base])
+        if base not in presets:
+            raise UlmfitError(f"config file {path} names an unknown base '{base}'; use one of {', '.join(presets)}.")
+        values.update(presets[base])
         values.update(loaded)
     else:
-        raise UlmfitError(f"unknown config '{name}'; use one of {', '.join(CONFIGS)} or a .yaml file.")
+        raise UlmfitError(f"unknown config '{name}'; use one of {', '.join(presets)} or a .yaml file.")
     if isinstance(overrides, list):
         pairs = {}
         for item in overrides:
@@ -114,7 +125,7 @@ def load_config(name: str | Path = "tiny", overrides: dict[str, Any] | list[str]
             pairs[key.strip()] = value.strip()
         overrides = pairs
     values.update(overrides or {})
-    defaults = {f.name: f.default for f in fields(PretrainConfig)}
+    defaults = {f.name: f.default for f in fields(kind)}
     unknown = sorted(set(values) - set(defaults))
     if unknown:
         import difflib
@@ -122,4 +133,4 @@ def load_config(name: str | Path = "tiny", overrides: dict[str, Any] | list[str]
         hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, defaults, n=1)) else k
                  for k in unknown]
         raise UlmfitError(f"unknown config key(s): {', '.join(hints)}.")
-    return PretrainConfig(**{k: _coerce(k, v, defaults[k]) for k, v in values.items()})
+    return kind(**{k: _coerce(k, v, defaults[k]) for k, v in values.items()})

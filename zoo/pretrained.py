@@ -55,13 +55,19 @@ def describe_model(spec: str | Path, revision: str | None = None, cache_dir: str
     text = str(spec)
     if not Path(text).is_dir() and not text.startswith(HUB_PREFIX) and "/" not in text:
         return get_entry(text).to_dict()
+    from ulmfit.zoo.hub import read_model_config
+
     path = resolve_model(spec, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    config = read_config(path)
-    return {"path": str(path), "lang": config["lang"],
-            "tokenizer": {"type": config["tokenizer"]["type"], "vocab_size": config["vocab_size"]},
-            "directions": config.get("directions", []), "arch": config["arch"],
-            "corpus": config.get("corpus", {}), "metrics": config.get("metrics", {}),
-            "ulmfit_version": config.get("ulmfit_version")}
+    config = read_model_config(path)  # a language model or a classifier
+    described = {"path": str(path), "format": config["format"], "lang": config["lang"],
+                 "tokenizer": {"type": config["tokenizer"]["type"], "vocab_size": config["vocab_size"]},
+                 "directions": config.get("directions", []), "arch": config["arch"]}
+    if "labels" in config:
+        described |= {"labels": config["labels"], "multi_label": config.get("multi_label", False),
+                      "eval_results": config.get("eval_results", [])}
+    else:
+        described["corpus"] = config.get("corpus", {})
+    return described | {"metrics": config.get("metrics", {}), "ulmfit_version": config.get("ulmfit_version")}
 
 
 @dataclass

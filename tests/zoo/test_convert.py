@@ -140,7 +140,8 @@ def fastai_ulmfit_release(tmp: Path) -> tuple[Path, dict, list[str], object]:
     release = tmp / "build" / "ulmfit-dewiki"
     sp_tok = SentencePieceTokenizer(lang="de", vocab_sz=120, cache_dir=release / "spm")
     sp_tok.setup(texts, rules=defaults.text_proc_rules)
-    tok = Tokenizer(SentencePieceTokenizer(lang="de", sp_model=release / "spm" / "spm.model"))
+    tok = Tokenizer(SentencePieceTokenizer(lang="de", sp_model=release / "spm" / "spm.model",
+                                           cache_dir=release / "spm"))
     counts = Counter(p for text in texts for p in tok(text))
     vocab = make_vocab(counts, min_freq=3)
     models = {}
@@ -224,6 +225,8 @@ def test_fastai_ulmfit_release_keeps_its_sentencepiece_ids(tmp_path):
     # The same text gives the same pieces as fastai's pipeline did (rules, case markers, xxbos).
     text = "Der Hund sah die Katze ÜBER DEN FLUSS."
     assert [sp.id_to_piece(i) for i in fwd.encode(text)] == list(fastai_tok(text))
+    # the case markers are undone (fastai's rules lower "ÜBER" for good: they only mark ASCII capitals)
+    assert fwd.decode(fwd.encode("Der Hund sah die Katze AM FLUSS.")) == "Der Hund sah die Katze AM FLUSS."
     # Every piece the old vocabulary had keeps its row: the same logits on the same pieces.
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     both = [(i, old_vocab.index(p)) for i, p in enumerate(pieces) if p in old_vocab]

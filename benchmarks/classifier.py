@@ -1,0 +1,408 @@
+"""The classifier directory and what a trained ULMFiT classifier does: predict, evaluate, describe itself.
+
+A classifier directory (what `ulmfit finetune` writes, what `ulmfit push` publishes) holds `config.json` (format
+`ulmfit-classifier`: language, tokenizer spec, architecture, labels, the language model it started from, the
+fine-tuning config, valid metrics and recorded `eval_results`), the tokenizer file (`spm.model` or the task's
+`vocab.json`), `fwd/model.safetensors` and `bwd/model.safetensors` (fastai's `get_text_classifier` state dicts),
+`labels.json`, `metrics.json` (per-epoch rows of every stage) and a `README.md` model card (`zoo.card`, which
+`ulmfit push` renders again with the Hub repository's name).
+
+The forward and backward classifiers are ensembled by averaging their probabilities (softmax for single-label
+tasks, sigmoid for multi-label ones).
+
+Language check: text the tokenizer cannot read (another script, another language's vocabulary) shows up as
+unknown tokens (`xxunk`, or SentencePiece byte pieces). A text whose share of unknown tokens is more than
+`MISMATCH_MARGIN` above the training text's looks like another language. When more than half of the texts given to
+`predict_proba` (or the single text given) look so, that is an error, since the probabilities would mean nothing;
+when fewer do, a warning gives their count. Text in the same script (German through an English SentencePiece
+model) mostly passes: the check catches text the model cannot read, not every language change.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ulmfit import __version__
+from ulmfit.benchmarks.data import LabelledTexts
+from ulmfit.errors import UlmfitError
+from ulmfit.files import atomic_write_text, read_json, write_json
+from ulmfit.pretrain.modeldir import CONFIG, WEIGHTS, save_weights
+from ulmfit.pretrain.tokenizer import PAD, SPECIAL_TOKENS, UNK, TextTokenizer
+from ulmfit.zoo.card import CLASSIFIER_FORMAT, render_card
+
+log = logging.getLogger(__name__)
+
+FORMAT = CLASSIFIER_FORMAT
+FORMAT_VERSION = 1
+LABELS = "labels.json"
+METRICS = "metrics.json"
+CARD = "README.md"
+ENSEMBLE = "ensemble"
+METRIC_NAMES = ("accuracy", "macro_f1", "micro_f1")
+_METRIC_TITLES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "micro_f1": "Micro F1"}
+# An unknown-token share this far above the training text's means the text is not in the classifier's language.
+MISMATCH_MARGIN = 0.3
+
+
+def build_classifier(config: dict) -> torch.nn.Module:
+    """fastai's `get_text_classifier` (AWD-LSTM encoder through `SentenceEncoder`, concat-pooling head)."""
+    from fastai.text.models.awdlstm import AWD_LSTM
+    from fastai.text.models.core import get_text_classifier
+
+    head = config["head"]
+    return get_text_classifier(AWD_LSTM, config["vocab_size"], len(config["labels"]), seq_len=head["seq_len"],
+                               config=dict(config["arch"]), drop_mult=head["drop_mult"], max_len=head["max_len"])
+
+
+def read_classifier_config(path: Path | str) -> dict:
+    config = read_json(Path(path) / CONFIG)
+    if config is None:
+        raise UlmfitError(f"{path} is not a classifier directory: it has no readable {CONFIG}.")
+    if config.get("format") != FORMAT:
+        raise UlmfitError(f"{path} is not a ulmfit classifier (format {config.get('format')!r}); "
+                          "give a directory written by `ulmfit finetune`.")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise UlmfitError(f"{path} was written by a newer ulmfit (format version {config['format_version']}); "
+                          "upgrade ulmfit to read it.")
+    return config
+
+
+def save_classifier(directory: Path, models: dict[str, torch.nn.Module], config: dict, name: str) -> None:
+    """Write weights, `labels.json`, the model card (`zoo.card`, titled `name`) and `config.json` into `directory`
+    (which holds the tokenizer already).
+
+    `config.json` is written last: a directory without it is not a finished classifier.
+    """
+    for d, model in models.items():
+        save_weights(model, directory / d / WEIGHTS)
+    write_json(directory / LABELS, config["labels"])
+    config = config | {"ulmfit_version": __version__}
+    atomic_write_text(directory / CARD, str(render_card(config, name)))
+    write_json(directory / CONFIG, config)
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------
+
+def targets_array(labels: Sequence, classes: list[str], multi_label: bool) -> np.ndarray:
+    """Class indices (single-label) or a multi-hot matrix (multi-label) for string labels."""
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        if not multi_label:
+            return np.array([index[y] for y in labels], dtype=np.int64)
+        hot = np.zeros((len(labels), len(classes)), dtype=np.float32)
+        for row, ys in enumerate(labels):
+            hot[row, [index[y] for y in ys]] = 1
+        return hot
+    except KeyError as e:
+        raise UlmfitError(f"label {e.args[0]!r} is not one of the classifier's labels ({', '.join(classes)}).") from None
+
+
+def scores(targets: np.ndarray, probs: np.ndarray, multi_label: bool, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, macro-F1 and micro-F1 of `probs` against `targets` (see `targets_array`).
+
+    Multi-label: a label is predicted at `threshold`; accuracy is exact-match (every label of a text right).
+    Macro-F1 averages the classes that occur in the targets or the predictions (as scikit-learn does for
+    single-label data); micro-F1 pools every decision (for single-label data it equals accuracy).
+    """
+    n_class = probs.shape[1]
+    if multi_label:
+        truth, pred = targets.astype(bool), probs >= threshold
+    else:
+        eye = np.eye(n_class, dtype=bool)
+        truth, pred = eye[targets], eye[probs.argmax(1)]
+    tp = (truth & pred).sum(0)
+    fp = (~truth & pred).sum(0)
+    fn = (truth & ~pred).sum(0)
+    present = (tp + fp + fn) > 0
+    f1 = 2 * tp[present] / (2 * tp[present] + fp[present] + fn[present])
+    micro_den = 2 * tp.sum() + fp.sum() + fn.sum()
+    return {"accuracy": float((truth == pred).all(1).mean()) if len(truth) else 0.0,
+            "macro_f1": float(f1.mean()) if present.any() else 0.0,
+            "micro_f1": float(2 * tp.sum() / micro_den) if micro_den else 0.0}
+
+
+# --- the classifier ---------------------------------------------------------------------------------------------
+
+class Classifier:
+    """A trained ULMFiT text classifier: one model per direction, its tokenizer and its config."""
+
+    def __init__(self, models: dict[str, torch.nn.Module], tokenizer: TextTokenizer, config: dict,
+                 path: Path | None = None):
+        self.models = {d: m.eval() for d, m in models.items()}
+        self.tokenizer, self.config, self.path = tokenizer, config, path
+        self._unknown = UnknownTokens(tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, spec: str | Path, revision: str | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = False, device: str | torch.device = "cpu") -> "Classifier":
+        """A classifier directory, or a Hub repository in that format (`hf-hub:ORG/NAME[@REVISION]`)."""
+        from safetensors.torch import load_model
+
+        from ulmfit.zoo.pretrained import resolve_model
+
+        path = resolve_model(spec, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+        config = read_classifier_config(path)
+        tokenizer = TextTokenizer.from_dir(path)
+        models = {}
+        for d in config["directions"]:
+            file = path / d / WEIGHTS
+            if not file.is_file():
+                raise UlmfitError(f"{path} lacks {d}/{WEIGHTS}, which its config lists; download or train it again.")
+            model = build_classifier(config)
+            load_model(model, str(file), device=str(device))
+            models[d] = model.to(device)
+        return cls(models, tokenizer, config, Path(path))
+
+    @property
+    def labels(self) -> list[str]:
+        return self.config["labels"]
+
+    @property
+    def multi_label(self) -> bool:
+        return self.config["multi_label"]
+
+    @property
+    def directions(self) -> list[str]:
+        return list(self.models)
+
+    def encode(self, texts: Iterable[str]) -> list[np.ndarray]:
+        """Token ids (with `xxbos`) as the classifier was trained on them."""
+        return [np.asarray(self.tokenizer.encode(t), dtype=np.int64) for t in texts]
+
+    def predict_proba(self, texts: str | Sequence[str], direction: str = ENSEMBLE, bs: int = 64) -> np.ndarray:
+        """Class probabilities, one row per text in the order given: softmax (single-label) or sigmoid (multi-label).
+
+        `direction="ensemble"` is the mean of the directions' probabilities. Texts are batched by length;
+        empty texts and texts in another language than the classifier's are refused with an `UlmfitError`.
+        """
+        if direction not in (*self.models, ENSEMBLE):
+            raise UlmfitError(f"direction must be one of {', '.join([*self.models, ENSEMBLE])}, not {direction!r}.")
+        return self._probabilities(self._checked_ids(texts), direction, bs)
+
+    def predict(self, texts: str | Sequence[str], direction: str = ENSEMBLE, threshold: float = 0.5,
+                bs: int = 64) -> list:
+        """The predicted label per text; for a multi-label classifier, the list of labels at `threshold` or above."""
+        return self.decide(self.predict_proba(texts, direction=direction, bs=bs), threshold)
+
+    def decide(self, probs: np.ndarray, threshold: float = 0.5) -> list:
+        """Labels from probabilities: the likeliest (single-label), or those at `threshold` or above (multi-label)."""
+        if self.multi_label:
+            return [[self.labels[j] for j in np.flatnonzero(row >= threshold)] for row in probs]
+        return [self.labels[j] for j in probs.argmax(1)]
+
+    def evaluate(self, data: LabelledTexts, metric: str | Sequence[str] | None = None, bs: int = 64,
+                 record: bool = False, dataset: dict | None = None) -> dict:
+        """Scores per direction and for the ensemble: `{"fwd": {...}, "bwd": {...}, "ensemble": {...}, "n": N}`.
+
+        `metric` picks among accuracy, macro_f1 and micro_f1 (default: all). With `record=True` the ensemble's
+        scores are added to `eval_results` in the saved config and model card; `dataset` then names the data:
+        `dataset_name`, `dataset_type` (its Hub id) and `dataset_split` (default "test"), optionally `task_id`
+        and `task_name` (default text-classification).
+        """
+        names = list(METRIC_NAMES) if metric is None else [metric] if isinstance(metric, str) else list(metric)
+        unknown = sorted(set(names) - set(METRIC_NAMES))
+        if unknown:
+            raise UlmfitError(f"unknown metric(s) {', '.join(unknown)}; use {', '.join(METRIC_NAMES)}.")
+        if len(data) == 0:
+            raise UlmfitError("there are no texts to evaluate on; give a split with labelled texts.")
+        targets = targets_array(data.labels, self.labels, self.multi_label)
+        result = self.score_ids(self._checked_ids(data.texts), targets, names, bs)
+        if record:
+            self._record(result[ENSEMBLE], dataset)
+        return result
+
+    def score_ids(self, ids: list[np.ndarray], targets: np.ndarray, metrics: Sequence[str] = METRIC_NAMES,
+                  bs: int = 64) -> dict:
+        """`evaluate` for texts already encoded (ids with xxbos) and `targets_array` targets, without the language
+        check: fine-tuning scores its valid split this way."""
+        probs = self._probabilities(ids, "all", bs)
+        result: dict = {d: {k: v for k, v in scores(targets, p, self.multi_label).items() if k in metrics}
+                        for d, p in probs.items()}
+        result["n"] = len(ids)
+        return result
+
+    def _record(self, values: dict, dataset: dict | None) -> None:
+        if self.path is None:
+            raise UlmfitError("record=True needs a classifier loaded from a directory (Classifier.from_pretrained).")
+        missing = [k for k in ("dataset_name", "dataset_type") if not (dataset or {}).get(k)]
+        if missing:
+            raise UlmfitError(f"record=True needs dataset={{...}} with {' and '.join(missing)}.")
+        base = {"task_id": "text-classification", "task_name": "Text Classification", "dataset_split": "test"}
+        base |= {k: dataset[k] for k in ("task_id", "task_name", "dataset_name", "dataset_type", "dataset_split")
+                 if k in dataset}
+        rows = [r for r in self.config.get("eval_results", [])
+                if not (r["dataset_type"] == base["dataset_type"] and r["dataset_split"] == base["dataset_split"]
+                        and r["metric_type"] in values)]
+        rows += [base | {"metric_type": k, "metric_name": _METRIC_TITLES[k], "metric_value": round(v, 6)}
+                 for k, v in values.items()]
+        self.config["eval_results"] = rows
+        atomic_write_text(self.path / CARD, str(render_card(self.config, self.path.resolve().name)))
+        write_json(self.path / CONFIG, self.config)
+
+    # -- internals --
+
+    def _checked_ids(self, texts: str | Sequence[str]) -> list[np.ndarray]:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        empty = [i for i, t in enumerate(texts) if not str(t).strip()]
+        if empty:
+            raise UlmfitError(f"{len(empty)} of the {len(texts)} texts are empty (the first is number {empty[0] + 1}); "
+                              "remove them or give them text.")
+        ids = self.encode(texts)
+        self._check_language(ids)
+        return ids
+
+    def _probabilities(self, ids: list[np.ndarray], direction: str, bs: int):
+        """One direction's probabilities, the ensemble's, or with direction "all" a dict of every direction and
+        the ensemble (the ensemble is the mean of the direction arrays, computed once)."""
+        if direction in self.models:
+            return self._direction_probs(ids, direction, bs)
+        per = {d: self._direction_probs(ids, d, bs) for d in self.models}
+        per[ENSEMBLE] = np.mean(np.stack(list(per.values())), axis=0)
+        return per if direction == "all" else per[ENSEMBLE]
+
+    @torch.no_grad()
+    def _direction_probs(self, ids: list[np.ndarray], direction: str, bs: int) -> np.ndarray:
+        from fastai.text.data import pad_input_chunk
+
+        model = self.models[direction]
+        device = next(model.parameters()).device
+        seq_len = self.config["head"]["seq_len"]
+        out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+        batches = list(_batches([len(x) for x in ids], seq_len, bs))
+        for rows in tqdm(batches, desc=f"classifying ({direction})", unit=" batches", disable=None, leave=False):
+            samples = [(torch.from_numpy(ids[i].astype(np.int64)[::-1].copy() if direction == "bwd"
+                                         else ids[i].astype(np.int64)),) for i in rows]
+            x = torch.stack([s[0] for s in pad_input_chunk(samples, pad_idx=PAD, pad_first=True, seq_len=seq_len)])
+            logits = model(x.to(device))[0].float()
+            probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+            out[rows] = probs.cpu().numpy()
+        return out
+
+    def _check_language(self, ids: list[np.ndarray]) -> None:
+        """Refuse texts most of which the tokenizer cannot read (another script, another language); count the rest."""
+        trained = self.config.get("data", {}).get("unknown_rate")
+        if trained is None:
+            return
+        limit = trained + MISMATCH_MARGIN
+        rates = [u / t for u, t in map(self._unknown.counts, ids) if t]
+        odd = sum(r > limit for r in rates)
+        lang = self.config["lang"]
+        if odd * 2 > len(ids):
+            what, they = ((f"{rates[0]:.0%} of the tokens in this text are", "it looks") if len(ids) == 1 else
+                          (f"{odd} of the {len(ids)} texts have more than {limit:.0%} of their tokens", "they look"))
+            raise UlmfitError(f"{what} unknown to the classifier's {lang} tokenizer (its training text had "
+                              f"{trained:.0%}): {they} like another language; use a classifier trained for it.")
+        if odd:
+            log.warning("%d of %d texts have more than %.0f%% of their tokens unknown to the %s tokenizer: they may "
+                        "be in another language, and their predictions are unreliable", odd, len(ids), limit * 100, lang)
+
+
+def _batches(lengths: list[int], seq_len: int, bs: int) -> Iterable[np.ndarray]:
+    """Batches of indices, longest first within a batch (fastai's `SentenceEncoder` needs that), in which every
+    length leaves the same remainder modulo `seq_len`.
+
+    `pad_input_chunk` puts a shorter text's leftover padding (the batch length minus its length, modulo
+    `seq_len`) after it, and `SentenceEncoder` keeps the last `max_len` positions of the padded batch: with equal
+    remainders there is no such padding, so a text gets the same probabilities whatever batch it lands in.
+    """
+    lengths = np.asarray(lengths)
+    for remainder in np.unique(lengths % seq_len):
+        group = np.flatnonzero(lengths % seq_len == remainder)
+        group = group[np.argsort(-lengths[group], kind="stable")]
+        for start in range(0, len(group), bs):
+            yield group[start:start + bs]
+
+
+class UnknownTokens:
+    """Counts the tokens a tokenizer could not read: `xxunk`, and the byte pieces of a SentencePiece model with
+    byte fallback. fastai's markers (xxbos, xxmaj, …) and SentencePiece's bare word-boundary piece are not text
+    tokens and count for neither side: a script the model never saw comes out as `▁ xxunk ▁ xxunk …`."""
+
+    def __init__(self, tokenizer: TextTokenizer):
+        unknown, ignored = [UNK], list(range(1, len(SPECIAL_TOKENS)))
+        if tokenizer.kind == "sentencepiece":
+            unknown += [i for i in range(len(tokenizer)) if tokenizer.sp.is_byte(i)]
+            if (boundary := tokenizer.sp.piece_to_id("\u2581")) != UNK:
+                ignored.append(boundary)
+        self.unknown, self.ignored = np.array(unknown), np.array(ignored)
+
+    def counts(self, ids: np.ndarray) -> tuple[int, int]:
+        """(unknown tokens, text tokens) in one text's ids."""
+        return int(np.isin(ids, self.unknown).sum()), int((~np.isin(ids, self.ignored)).sum())
+
+    def rate(self, docs: Iterable[np.ndarray]) -> float:
+        """The share of unknown tokens over all of `docs`."""
+        unknown = total = 0
+        for ids in docs:
+            u, t = self.counts(ids)
+            unknown, total = unknown + u, total + t
+        return unknown / total if total else 0.0
+
+
+# --- batch prediction on a CSV file -----------------------------------------------------------------------------
+
+def predict_csv(classifier: Classifier, src: Path | str, dest: Path | str, text_col: str = "text",
+                direction: str = ENSEMBLE, threshold: float = 0.5, bs: int = 64, chunk: int = 4096) -> dict:
+    """Copy `src` to `dest` with a `prob_<label>` column per class and a `prediction` column.
+
+    The file is read `chunk` rows at a time. Rows with an empty text are skipped (their new columns stay blank)
+    and counted; the counts are returned and logged.
+    """
+    src, dest = Path(src), Path(dest)
+    if not src.is_file():
+        raise UlmfitError(f"{src} does not exist; give a CSV file with a '{text_col}' column.")
+    labels = classifier.labels
+    new_cols = [f"prob_{label}" for label in labels] + ["prediction"]
+    tmp = dest.with_name(dest.name + ".tmp")
+    counts = {"rows": 0, "predicted": 0, "empty": 0}
+    with src.open(newline="", encoding="utf-8") as fin, tmp.open("w", newline="", encoding="utf-8") as fout:
+        reader = csv.DictReader(fin)
+        if text_col not in (reader.fieldnames or []):
+            tmp.unlink()
+            raise UlmfitError(f"{src} has no '{text_col}' column (it has: {', '.join(reader.fieldnames or [])}); "
+                              "name the text column with --text-col.")
+        clash = sorted(set(new_cols) & set(reader.fieldnames))
+        if clash:
+            tmp.unlink()
+            raise UlmfitError(f"{src} already has the column(s) {', '.join(clash)} that predictions would write; "
+                              "rename them first.")
+        writer = csv.DictWriter(fout, fieldnames=[*reader.fieldnames, *new_cols])
+        writer.writeheader()
+        try:
+            for rows in _chunks(reader, chunk):
+                keep = [i for i, row in enumerate(rows) if (row[text_col] or "").strip()]
+                if keep:
+                    probs = classifier.predict_proba([rows[i][text_col] for i in keep], direction=direction, bs=bs)
+                    for i, p, chosen in zip(keep, probs, classifier.decide(probs, threshold)):
+                        rows[i].update({f"prob_{label}": f"{v:.6f}" for label, v in zip(labels, p)})
+                        rows[i]["prediction"] = "|".join(chosen) if classifier.multi_label else chosen
+                writer.writerows(rows)
+                counts["rows"] += len(rows)
+                counts["predicted"] += len(keep)
+                counts["empty"] += len(rows) - len(keep)
+        except BaseException:
+            fout.close()
+            tmp.unlink(missing_ok=True)
+            raise
+    tmp.replace(dest)
+    if counts["empty"]:
+        log.warning("%d of %d rows have an empty '%s' and were skipped (their prediction columns are blank)",
+                    counts["empty"], counts["rows"], text_col)
+    return counts
+
+
+def _chunks(rows: Iterable[dict], size: int) -> Iterable[list[dict]]:
+    batch: list[dict] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
