@@ -1,1 +1,2 @@
-"""Speed and memory benchmarks (run as scripts; see each module's docstring)."""
+"""Benchmarks: the task registry, ULMFiT fine-tuning and classifiers, the `ulmfit bench` runner and its tables;
+and the speed benchmark scripts (`prepare_speed.py`, `train_speed.py`, `finetune_bench.py`), run from the command line."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ulmfit.benchmarks.classifier import ENSEMBLE, Classifier
-from ulmfit.benchmarks.finetune import FinetuneConfig, finetune
+from ulmfit.benchmarks.finetune import FinetuneConfig, finetune, lm_language
 from ulmfit.benchmarks.tasks import Task, limit_labels
 from ulmfit.config import config_dict
 from ulmfit.errors import UlmfitError
@@ -36,17 +36,30 @@ COLUMNS = ("task", "lang", "n_train", "n_test", "metric", "fwd", "bwd", "ensembl
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """What a bench run holds fixed for every task; a re-run with other settings must use another folder."""
+    """What a bench run holds fixed for every task; a re-run with other settings must use another folder.
 
-    lm: str | None
+    `lms` maps a language code to the language model its tasks start from; the key "*" serves every language
+    without its own. Without a language model (only with `pretrained=False`) a task starts from a word
+    vocabulary of its own text.
+    """
+
+    lms: dict[str, str]
     config: FinetuneConfig
     pretrained: bool = True
     labels_limit: int | None = None
     directions: tuple[str, ...] = ("fwd", "bwd")
     seed: int = 0
 
+    def lm_for(self, task: Task) -> str | None:
+        lm = self.lms.get(task.lang, self.lms.get("*"))
+        if lm is None and (self.pretrained or self.lms):
+            have = ", ".join(sorted(self.lms)) or "none"
+            raise UlmfitError(f"{task.id} is in '{task.lang}' and no language model is given for it (--lm for: "
+                              f"{have}); add --lm {task.lang}=MODEL.")
+        return lm
+
     def to_dict(self) -> dict:
-        return {"lm": self.lm, "config": config_dict(self.config), "pretrained": self.pretrained,
+        return {"lms": dict(self.lms), "config": config_dict(self.config), "pretrained": self.pretrained,
                 "labels_limit": self.labels_limit, "directions": list(self.directions), "seed": self.seed}
 
 
@@ -56,6 +69,11 @@ def run_bench(tasks: Sequence[Task], settings: BenchSettings, out: Path | str, d
     out = Path(out)
     if not tasks:
         raise UlmfitError("no tasks to run; name some with --tasks (`ulmfit tasks` lists them) or give --task-file.")
+    for task in tasks:  # a missing or mismatched language model stops the run before any data is read
+        lm = settings.lm_for(task)
+        if lm is not None and (lang := lm_language(lm)) != task.lang:
+            raise UlmfitError(f"the language model {lm} is for '{lang}' but the task {task.id} is in "
+                              f"'{task.lang}'; give --lm {task.lang}=MODEL for it.")
     previous = read_json(out / f"{RESULTS}.json")
     if previous is not None and previous.get("settings") != settings.to_dict():
         raise UlmfitError(f"{out} holds results of a bench run with other settings; choose another --out.")
@@ -88,14 +106,15 @@ def _run_task(task: Task, settings: BenchSettings, out: Path, data_dir: Path | s
     clf_dir = out / rel
     if clf_dir.exists():  # left by a run that stopped before its scores were written
         shutil.rmtree(clf_dir)
-    finetune(settings.lm, data, clf_dir, settings.config, directions=settings.directions,
+    lm = settings.lm_for(task)
+    finetune(lm, data, clf_dir, settings.config, directions=settings.directions,
              pretrained=settings.pretrained, device=device)
     classifier = Classifier.from_pretrained(clf_dir, device=device or "cpu")
     scores = classifier.evaluate(data.test, task.metric, record=True, dataset={
         "dataset_name": task.name, "dataset_type": task.hf_dataset or task.id, "dataset_split": "test"})
     seconds = round(time.perf_counter() - start, 1)
     row = {
-        "task": task.id, "task_name": task.name, "lang": task.lang,
+        "task": task.id, "task_name": task.name, "lang": task.lang, "lm": lm, "pretrained": settings.pretrained,
         "n_train": len(data.train), "n_train_available": n_available, "n_test": len(data.test),
         "metric": task.metric,
         **{d: round(scores[d][task.metric], 4) if d in scores else None for d in ("fwd", "bwd", ENSEMBLE)},
@@ -136,9 +155,10 @@ def markdown_table(rows: list[dict], settings: BenchSettings | None = None) -> s
             r["task"], r["lang"], f"{r['n_train']:,}", r["metric"], _pct(r["fwd"]), _pct(r["bwd"]),
             _pct(r[ENSEMBLE]), _pct(r["published_ulmfit"]), best, _duration(r["seconds"])]) + " |")
     if settings is not None:
-        how = "pretrained" if settings.pretrained else "no pretraining (random encoder)"
-        limit = f", {settings.labels_limit} labelled examples" if settings.labels_limit else ""
-        lines.append(f"\nLM: {settings.lm or 'none'} ({how}{limit}).")
+        how = "pretrained" if settings.pretrained else "no pretraining (random weights)"
+        limit = f", {settings.labels_limit} labelled examples per task" if settings.labels_limit else ""
+        lms = ", ".join(f"{lang}: {lm}" if lang != "*" else lm for lang, lm in settings.lms.items()) or "none"
+        lines.append(f"\nLanguage models: {lms} ({how}{limit}).")
     return "\n".join(lines)
 
 
@@ -157,6 +177,7 @@ def plot_learning_curves(rows: list[dict], out: Path, path: Path) -> None:
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 3 * len(rows)), squeeze=False)
     for (ax_lm, ax_clas), row in zip(axes, rows):
@@ -170,6 +191,7 @@ def plot_learning_curves(rows: list[dict], out: Path, path: Path) -> None:
         ax_clas.set(title=f"{row['task']}: classifier", xlabel="epoch (all unfreezing steps)",
                     ylabel=f"valid {row['metric']}")
         for ax in (ax_lm, ax_clas):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend()
     fig.tight_layout()

@@ -45,7 +45,7 @@ from ulmfit.langs.rules import default_rules
 from ulmfit.pretrain import modeldir
 from ulmfit.pretrain.loader import StreamLoader
 from ulmfit.pretrain.tokenizer import PAD, SP_MODEL, SPECIAL_TOKENS, WORD_VOCAB, TextTokenizer, ids_dtype
-from ulmfit.pretrain.train import Dist, _device, _mixed_precision, _num
+from ulmfit.pretrain.train import Dist, apply_mixed_precision, finite_or_none, select_device
 from ulmfit.zoo.card import license_of
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def finetune(lm: str | Path | None, data: ClassificationData, out: Path | str, c
         raise UlmfitError(f"{out} already exists; choose a new output directory or remove it.")
     data = _checked(data, config)
     start = _starting_point(lm, data.lang, pretrained, config)
-    dev = _device(device, Dist())
+    dev = select_device(device, Dist())
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -323,7 +323,7 @@ def _initial_lm(start: _Start, direction: str, tokenizer: TextTokenizer, counts,
 
         pretrained, coverage = remap_language_model(start.lm_dir, direction, tokenizer.itos, counts)
         config["lm"]["coverage"] = dict(vars(coverage), token_share=round(coverage.token_share, 6),
-                                        occurrence_share=_num(coverage.occurrence_share))
+                                        occurrence_share=finite_or_none(coverage.occurrence_share))
         log.info("%s model: %s", direction, coverage)
     else:
         pretrained, _ = modeldir.load_language_model(start.lm_dir, direction)
@@ -346,7 +346,7 @@ def _learner(dls, model: torch.nn.Module, cfg: FinetuneConfig, dev: torch.device
     if not sys.stdout.isatty():  # fastprogress would print every update into a log file
         learn.remove_cb(learn.progress)
         learn.logger = lambda row: None  # EpochRows logs each epoch
-    _mixed_precision(learn, cfg, dev)
+    apply_mixed_precision(learn, cfg, dev)
     return learn
 
 
@@ -375,7 +375,7 @@ class EpochRows(Callback):
     def after_epoch(self) -> None:
         values = dict(zip(self.learn.recorder.metric_names, self.learn.recorder.log))
         row = {"stage": self.stage, "direction": self.direction, "epoch": self.epoch}
-        row |= {k: _num(v) for k, v in values.items() if k not in ("epoch", "time")}
+        row |= {k: finite_or_none(v) for k, v in values.items() if k not in ("epoch", "time")}
         row["seconds"] = round(time.perf_counter() - self.start, 2)
         self.history.append(row)
         log.info("%s %s epoch %d: %s", self.direction, self.stage, self.epoch,

@@ -29,6 +29,7 @@ import argparse
 import datetime as dt
 import gzip
 import json
+import logging
 import lzma
 import pickle
 import re
@@ -180,19 +181,18 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="working folder [default: a temporary one]")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
     started = dt.datetime.now(dt.timezone.utc)
     work = args.work or Path(tempfile.mkdtemp(prefix="finetune-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     lm = args.lm or build_lm(work, args.vocab_size, args.pretrain_config, args.pretrain_epochs)
-    pretrain_seconds = round(time.perf_counter() - t0, 1)
     cfg = load_finetune_config(args.finetune_config, args.overrides)
     tasks = [get_task(t) for t in args.tasks.split(",")]
     runs = []
     for pretrained in (True, False):
         for limit in (None, args.labels_limit):
-            settings = BenchSettings(lm=str(lm), config=cfg, pretrained=pretrained, labels_limit=limit)
+            settings = BenchSettings(lms={"en": str(lm)}, config=cfg, pretrained=pretrained, labels_limit=limit)
             name = f"bench-{'pretrained' if pretrained else 'no-pretrain'}-{limit or 'all'}"
             print(f"== {name}", flush=True)
             for row in run_bench(tasks, settings, work / name):
@@ -209,12 +209,15 @@ def main() -> None:
                              "lang": task.lang, "n_train": len(data.train), "n_test": len(data.test),
                              "metric": task.metric} | result)
     lm_config = read_config(lm)
+    lm_history = json.loads((Path(lm) / "metrics.json").read_text(encoding="utf-8"))
     report = {
         "machine": machine_info(), "device": "cpu", "date": started.date().isoformat(),
         "started": started.isoformat(timespec="seconds"), "code": code_version(),
         "lm": {"path": str(lm), "arch": lm_config["arch"], "vocab_size": lm_config["vocab_size"],
                "tokenizer": lm_config["tokenizer"]["type"], "corpus": lm_config.get("corpus"),
-               "metrics": lm_config.get("metrics"), "pretrain_seconds": pretrain_seconds if not args.lm else None},
+               "metrics": lm_config.get("metrics"),
+               "train_seconds": {d: round(sum(e["train_seconds"] for e in rows), 1) for d, rows in lm_history.items()},
+               "valid_ppl_by_epoch": {d: [e["valid_ppl"] for e in rows] for d, rows in lm_history.items()}},
         "finetune_config": cfg.to_dict(),
         "notes": {
             "metric": "each task's metric on its test split (accuracy for these), 0-1 scale; fwd/bwd: one "

@@ -88,7 +88,7 @@ def pretrain(corpus: Path | str, out: Path | str, config: PretrainConfig, direct
     if directions is None:
         raise UlmfitError(f"--direction must be fwd, bwd or both, not '{direction}'.")
     dist = Dist.from_env()
-    dev = _device(device, dist)
+    dev = select_device(device, dist)
     if dist.world_size > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     run = _run_identity(corpus, meta, config)
@@ -113,7 +113,7 @@ def pretrain(corpus: Path | str, out: Path | str, config: PretrainConfig, direct
     return results | {"stopped": stopped}
 
 
-def _device(name: str | None, dist: Dist) -> torch.device:
+def select_device(name: str | None, dist: Dist) -> torch.device:
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
@@ -178,7 +178,7 @@ def _train_direction(corpus: Path, out: Path, meta: dict, cfg: PretrainConfig, d
                                 cfg.bptt, train=False, backwards=backwards, device=dev)
     except ValueError as e:
         raise UlmfitError(f"the corpus is too small for this config ({e}); lower bs or bptt.") from e
-    config = _model_config(meta, cfg)
+    config = model_config(meta, cfg)
     model = modeldir.build_language_model(config).to(dev)
     learn = Learner(DataLoaders(train_dl, valid_dl, device=dev), model, loss_func=CrossEntropyLossFlat(),
                     opt_func=partial(Adam, sqr_mom=cfg.adam_beta2, wd=cfg.wd), metrics=[accuracy, Perplexity()],
@@ -187,7 +187,7 @@ def _train_direction(corpus: Path, out: Path, meta: dict, cfg: PretrainConfig, d
     if not dist.main or not sys.stdout.isatty():  # fastprogress would print every update into a log file
         learn.remove_cb(learn.progress)
         learn.logger = lambda row: None  # RunKeeper logs each epoch
-    _mixed_precision(learn, cfg, dev)
+    apply_mixed_precision(learn, cfg, dev)
     learn.create_opt()
 
     state = _load_checkpoint(out, direction, learn, dev) if resume else None
@@ -227,7 +227,7 @@ def _max_streams(corpus: Path, meta: dict, cfg: PretrainConfig) -> int:
     return max(1, meta["tokens"]["valid"] // (4 * cfg.bptt))
 
 
-def _mixed_precision(learn, cfg: PretrainConfig, dev: torch.device) -> None:
+def apply_mixed_precision(learn, cfg: PretrainConfig, dev: torch.device) -> None:
     if dev.type != "cuda" or cfg.mixed_precision == "no":
         return
     kind = cfg.mixed_precision
@@ -332,10 +332,10 @@ class RunKeeper(Callback):
         values = dict(zip(self.learn.recorder.metric_names, self.learn.recorder.log))
         row = {
             "epoch": self.epoch,
-            "train_loss": _num(values.get("train_loss")),
-            "valid_loss": _num(values.get("valid_loss")),
-            "valid_ppl": _num(values.get("perplexity")),
-            "accuracy": _num(values.get("accuracy")),
+            "train_loss": finite_or_none(values.get("train_loss")),
+            "valid_loss": finite_or_none(values.get("valid_loss")),
+            "valid_ppl": finite_or_none(values.get("perplexity")),
+            "accuracy": finite_or_none(values.get("accuracy")),
             "tokens_per_s": round(self.tokens / max(self.train_seconds, 1e-9), 1),
             "train_seconds": round(self.train_seconds, 2),
             "peak_mem_mb": _peak_mem_mb(),
@@ -406,7 +406,7 @@ def _plain(obj):
     return obj
 
 
-def _num(value) -> float | None:
+def finite_or_none(value) -> float | None:
     if value is None:
         return None
     value = float(value)
@@ -430,7 +430,7 @@ def _append_csv(path: Path, row: dict) -> None:
 
 # --- the model directory ---------------------------------------------------------------------------------------
 
-def _model_config(meta: dict, cfg: PretrainConfig) -> dict:
+def model_config(meta: dict, cfg: PretrainConfig) -> dict:
     return {
         "format": modeldir.FORMAT,
         "architecture": "AWD_LSTM",
@@ -447,7 +447,7 @@ def _finish(out: Path, corpus: Path, meta: dict, cfg: PretrainConfig, results: d
     """Write config.json, the tokenizer and the draft model card: the directory is now a finished model."""
     shutil.copyfile(corpus / meta["tokenizer_file"], out / meta["tokenizer_file"])
     directions = [d for d in modeldir.DIRECTIONS if (out / d / modeldir.WEIGHTS).is_file()]
-    config = _model_config(meta, cfg) | {
+    config = model_config(meta, cfg) | {
         "directions": directions,
         "corpus": {k: meta.get(k) for k in ("source", "articles", "tokens", "vocab_size", "lang")},
         "train": cfg.to_dict(),

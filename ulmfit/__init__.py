@@ -6,26 +6,27 @@ __version__ = "0.1.0"
 from ulmfit.errors import UlmfitError
 from ulmfit.langs import Language, get_lang, list_langs
 
-__all__ = ["Language", "PrepareOptions", "UlmfitError", "__version__", "from_pretrained", "get_lang", "list_langs",
-           "list_models", "model_info", "prepare_corpus"]
+__all__ = ["Classifier", "Language", "PrepareOptions", "UlmfitError", "__version__", "finetune", "from_pretrained",
+           "get_lang", "get_task", "list_langs", "list_models", "list_tasks", "model_info", "prepare_corpus"]
+
+# Names that import fastai (and so torch): loaded on first use, not on `import ulmfit`.
+_LAZY = {
+    "prepare_corpus": ("ulmfit.pretrain.corpus", "prepare_corpus"),
+    "PrepareOptions": ("ulmfit.pretrain.corpus", "PrepareOptions"),
+    "from_pretrained": ("ulmfit.zoo.pretrained", "from_pretrained"),
+    "list_models": ("ulmfit.zoo.catalogue", "list_models"),
+    "model_info": ("ulmfit.zoo.catalogue", "get_entry"),
+    "finetune": ("ulmfit.benchmarks.finetune", "finetune"),
+    "Classifier": ("ulmfit.benchmarks.classifier", "Classifier"),
+    "get_task": ("ulmfit.benchmarks.tasks", "get_task"),
+    "list_tasks": ("ulmfit.benchmarks.tasks", "list_tasks"),
+}
 
 
 def __getattr__(name: str):
-    # These import fastai (and so torch): load them on first use, not on `import ulmfit`.
-    if name in ("prepare_corpus", "PrepareOptions"):
-        from ulmfit.pretrain import corpus
+    if name in _LAZY:
+        import importlib
 
-        return getattr(corpus, name)
-    if name == "from_pretrained":
-        from ulmfit.zoo.pretrained import from_pretrained
-
-        return from_pretrained
-    if name == "list_models":
-        from ulmfit.zoo.catalogue import list_models
-
-        return list_models
-    if name == "model_info":
-        from ulmfit.zoo.catalogue import get_entry
-
-        return get_entry
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'ulmfit' has no attribute {name!r}")

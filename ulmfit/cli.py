@@ -390,7 +390,8 @@ def bench(
     text_col: str = typer.Option("text", help="With --train: the text column."),
     label_col: str = typer.Option("label", help="With --train: the label column."),
     lang: Optional[str] = typer.Option(None, help="With --train: the language code of the texts."),
-    lm: Optional[str] = typer.Option(None, "--lm", help=MODEL_HELP + " Leave out only with --no-pretrain."),
+    lm: Optional[list[str]] = typer.Option(None, "--lm", help=MODEL_HELP + " One for every task, or LANG=MODEL "
+                                           "per language (repeatable). Leave out only with --no-pretrain."),
     config: str = typer.Option("paper", help="Fine-tuning config: tiny, paper, or a YAML file."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: --set clas_bs=32 (repeatable)."),
     epochs: Optional[int] = typer.Option(None, help="Shortcut: LM fine-tuning epochs, and epochs of the last "
@@ -422,8 +423,13 @@ def bench(
     if epochs is not None:
         cfg = run(load_finetune_config, config, overrides)
         overrides += [f"lm_epochs={epochs}", "clas_epochs=" + ",".join(map(str, [*cfg.clas_epochs[:-1], epochs]))]
-    settings = BenchSettings(lm=lm, config=run(load_finetune_config, config, overrides), pretrained=not no_pretrain,
-                             labels_limit=labels_limit, directions=("fwd", "bwd") if direction == "both" else (direction,))
+    lms = {}
+    for item in lm or []:
+        lang_, sep, spec = item.partition("=")
+        lms["*" if not sep else lang_.strip()] = spec if sep else item
+    settings = BenchSettings(lms=lms, config=run(load_finetune_config, config, overrides),
+                             pretrained=not no_pretrain, labels_limit=labels_limit,
+                             directions=("fwd", "bwd") if direction == "both" else (direction,))
     rows = run(run_bench, chosen, settings, out, data_dir=data_dir, device=device)
     typer.echo(markdown_table(rows, settings))
     typer.echo(f"\nresults: {out / 'results.md'} (.json, .csv), learning curves: {out / 'learning_curves.png'}")

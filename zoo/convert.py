@@ -59,7 +59,7 @@ from ulmfit.langs import get_lang
 from ulmfit.langs.rules import default_rules
 from ulmfit.pretrain import modeldir
 from ulmfit.pretrain.tokenizer import SP_MODEL, SPECIAL_TOKENS, WORD_VOCAB
-from ulmfit.pretrain.train import _model_config
+from ulmfit.pretrain.train import model_config
 from ulmfit.zoo.catalogue import ModelEntry
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def _config(ckpt: Checkpoint, arch: dict, vocab_size: int, tok_file: Path, origi
     meta = {"vocab_size": vocab_size, "lang": ckpt.lang, "tokenizer": fmt.tokenizer, "tokenizer_file": tok_file.name,
             "rules": fmt.text_rules(ckpt.lang), "special_tokens": SPECIAL_TOKENS,
             "tokenizer_hash": "sha256:" + file_sha256(tok_file)}
-    return _model_config(meta, PretrainConfig(**arch, drop_mult=fmt.drop_mult)) | {
+    return model_config(meta, PretrainConfig(**arch, drop_mult=fmt.drop_mult)) | {
         "directions": sorted(ckpt.weights),
         "corpus": fmt.corpus_for(ckpt.lang),
         "license": fmt.license,

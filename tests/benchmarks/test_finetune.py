@@ -1,6 +1,6 @@
 """ULMFiT fine-tuning end to end on CPU: tiny language models pretrained here, real task data from ../shared/data.
 
-The language models are pretrained in this module from the package's sample dumps (a thousand tokens, so they
+The language models are pretrained once per session (`conftest.py`) from the package's sample dumps (a thousand tokens, so they
 know little); the tasks are small slices of IMDb, waimai and wisesight read through the task registry.
 """
 from __future__ import annotations
@@ -18,6 +18,8 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from tests.benchmarks.sampling import task_slice
+
 from ulmfit.benchmarks.classifier import Classifier, scores
 from ulmfit.benchmarks.data import ClassificationData, LabelledTexts
 from ulmfit.benchmarks.finetune import finetune, load_finetune_config
@@ -25,10 +27,8 @@ from ulmfit.benchmarks.tasks import get_task
 from ulmfit.cli import app
 from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
-from ulmfit.pretrain.corpus import PrepareOptions, prepare_corpus
 from ulmfit.pretrain.modeldir import load_language_model
 from ulmfit.pretrain.tokenizer import load_word_vocab
-from ulmfit.pretrain.train import pretrain
 
 torch.set_num_threads(1)
 
@@ -36,45 +36,10 @@ torch.set_num_threads(1)
 NO_EPOCHS = {"lm_epochs_frozen": 0, "lm_epochs": 0, "clas_epochs": (0, 0, 0, 0)}
 
 
-def _lm(root: Path, lang: str, tokenizer: str) -> Path:
-    prepare_corpus(lang, root / "corpus", sample=True, workers=1,
-                   options=PrepareOptions(tokenizer=tokenizer, min_freq=1))
-    pretrain(root / "corpus", root / "lm", load_config("tiny", {"bs": 4, "bptt": 12, "epochs": 1}))
-    return root / "lm"
-
-
-@pytest.fixture(scope="module")
-def en_sp_lm(tmp_path_factory) -> Path:
-    return _lm(tmp_path_factory.mktemp("en-sp"), "en", "sentencepiece")
-
-
-@pytest.fixture(scope="module")
-def en_word_lm(tmp_path_factory) -> Path:
-    return _lm(tmp_path_factory.mktemp("en-word"), "en", "word")
-
-
-@pytest.fixture(scope="module")
-def zh_word_lm(tmp_path_factory) -> Path:
-    return _lm(tmp_path_factory.mktemp("zh-word"), "zh", "word")
-
-
-def _slice(split: LabelledTexts, n: int, chars: int | None = None) -> LabelledTexts:
-    order = list(range(len(split)))
-    random.Random(0).shuffle(order)
-    keep = order[:n]
-    return LabelledTexts([split.texts[i][:chars] for i in keep], [split.labels[i] for i in keep])
-
-
-def _task(shared_data: Path, task_id: str, sizes: tuple[int, int, int], chars: int | None = None) -> ClassificationData:
-    data = get_task(task_id).load(shared_data)
-    return replace(data, train=_slice(data.train, sizes[0], chars), valid=_slice(data.valid, sizes[1], chars),
-                   test=_slice(data.test, sizes[2], chars), unlabelled=[])
-
-
 @pytest.fixture(scope="module")
 def imdb(shared_data) -> ClassificationData:
     # A few hundred reviews, cut to their first 300 characters to keep the CPU run short.
-    return _task(shared_data, "en/imdb-sample", (160, 40, 60), chars=300)
+    return task_slice(shared_data, "en/imdb-sample", (160, 40, 60), chars=300)
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +210,7 @@ def test_word_lm_is_remapped_into_the_task_vocabulary(en_word_lm, imdb, tmp_path
 # --- learning -----------------------------------------------------------------------------------------------------
 
 def test_learns_beyond_the_majority_class_on_waimai(zh_word_lm, shared_data, tmp_path, measured):
-    data = _task(shared_data, "zh/waimai", (1000, 200, 300))
+    data = task_slice(shared_data, "zh/waimai", (1000, 200, 300))
     out = finetune(zh_word_lm, data, tmp_path / "clf", load_finetune_config("tiny"), directions="fwd")
     result = Classifier.from_pretrained(out).evaluate(data.test)["ensemble"]
     majority = Counter(data.test.labels).most_common(1)[0][1] / len(data.test)
@@ -292,7 +257,7 @@ def test_multi_label(en_sp_lm, tmp_path, measured):
 
 
 def test_no_language_model_at_all(shared_data, tmp_path):
-    data = _task(shared_data, "th/wisesight", (120, 30, 30), chars=200)
+    data = task_slice(shared_data, "th/wisesight", (120, 30, 30), chars=200)
     with pytest.raises(UlmfitError, match="--no-pretrain"):
         finetune(None, data, tmp_path / "x", load_finetune_config("tiny"))
     out = finetune(None, data, tmp_path / "clf", load_finetune_config("tiny", {"clas_epochs": (1, 0, 0, 1)}),

@@ -47,10 +47,10 @@ def small(tmp_path_factory):
 
 
 def valid_loss_untrained(corpus, cfg, meta) -> float:
-    from ulmfit.pretrain.train import _model_config
+    from ulmfit.pretrain.train import model_config
 
     torch.manual_seed(0)
-    model = modeldir.build_language_model(_model_config(meta, cfg)).eval()
+    model = modeldir.build_language_model(model_config(meta, cfg)).eval()
     ids = torch.from_numpy(np.fromfile(corpus / "valid.bin", dtype=meta["dtype"]).astype(np.int64))[: 16 * 301]
     x = ids.view(16, -1)
     with torch.no_grad():
