@@ -116,7 +116,7 @@ def _run_task(task: Task, settings: BenchSettings, out: Path, data_dir: Path | s
     row = {
         "task": task.id, "task_name": task.name, "lang": task.lang, "lm": lm, "pretrained": settings.pretrained,
         "n_train": len(data.train), "n_train_available": n_available, "n_test": len(data.test),
-        "metric": task.metric,
+        "metric": task.metric, "dataset": task.hf_dataset or task.id, "split": "test",
         **{d: round(scores[d][task.metric], 4) if d in scores else None for d in ("fwd", "bwd", ENSEMBLE)},
         "published_ulmfit": task.published_ulmfit.value if task.published_ulmfit else None,
         "published_ulmfit_source": task.published_ulmfit.source if task.published_ulmfit else None,

@@ -3,8 +3,8 @@
 ulmfit`, tags, datasets, and a `model-index` with the valid-split perplexity of each direction, the classifier's
 evaluation results, and downstream results from a benchmark results file.
 
-A benchmark results file (`--bench-results results.json`) is a JSON list of rows (or `{"results": [...]}`), one per
-task and metric:
+A benchmark results file (`--bench-results results.json`, as `ulmfit bench` writes it) holds `{"rows": [...]}` (or
+is a plain JSON list of rows), one per task and metric:
 
     {"task": "th/wisesight", "metric": "accuracy", "fwd": 0.71, "bwd": 0.70, "ensemble": 0.73,
      "dataset": "pythainlp/wisesight_sentiment", "dataset_name": "Wisesight Sentiment", "split": "test"}
@@ -86,8 +86,8 @@ def read_bench_results(path: Path | str) -> list[dict]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise UlmfitError(f"cannot read the benchmark results {path} ({e}); give the results.json of a bench run.")
-    rows = data.get("results") if isinstance(data, dict) else data
+        raise UlmfitError(f"cannot read the benchmark results {path} ({e}); give the results.json of `ulmfit bench`.")
+    rows = data.get("rows") if isinstance(data, dict) else data
     if not isinstance(rows, list):
         raise UlmfitError(f"{path} holds no list of results; give a JSON list of rows such as "
                           '{"task": ..., "metric": ..., "fwd": ..., "bwd": ..., "ensemble": ...}.')

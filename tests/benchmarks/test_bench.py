@@ -15,6 +15,7 @@ from ulmfit.benchmarks.finetune import load_finetune_config
 from ulmfit.benchmarks.tasks import get_task, task_from_file
 from ulmfit.cli import app
 from ulmfit.errors import UlmfitError
+from ulmfit.zoo.hub import model_card
 from tests.benchmarks.sampling import task_slice
 
 runner = CliRunner()
@@ -91,6 +92,15 @@ def test_bench_scores_match_the_saved_classifiers(bench_run, task_files):
     assert round(recorded["accuracy"], 4) == row["ensemble"]  # what `ulmfit push` puts in the model card
     info = runner.invoke(app, ["info", str(out / row["classifier"])])
     assert info.exit_code == 0 and yaml.safe_load(info.output)["labels"] == classifier.labels
+
+
+def test_results_go_into_the_language_models_card(bench_run, en_sp_lm):
+    out, _, _ = bench_run
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    card = model_card(en_sp_lm, "org/en-tiny", bench_results=out / "results.json")
+    results = {(r.dataset_type, r.metric_name): r.metric_value for r in card.data.eval_results}
+    for row in rows:
+        assert results[(row["task"], "accuracy (ensemble)")] == row["ensemble"]
 
 
 def test_rerun_keeps_finished_tasks_and_refuses_other_settings(bench_run):
