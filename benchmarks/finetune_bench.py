@@ -195,11 +195,11 @@ def main() -> None:
             settings = BenchSettings(lms={"en": str(lm)}, config=cfg, pretrained=pretrained, labels_limit=limit)
             name = f"bench-{'pretrained' if pretrained else 'no-pretrain'}-{limit or 'all'}"
             print(f"== {name}", flush=True)
-            for row in run_bench(tasks, settings, work / name):
+            for row in run_bench(tasks, settings, work / name, data_dir=SHARED):
                 runs.append({"pipeline": "ulmfit", "pretrained": pretrained, "labels_limit": limit} | row)
     if not args.no_fastai:
         for task in tasks:
-            full = task.load()
+            full = task.load(SHARED)
             for limit in (None, args.labels_limit):
                 data = limit_labels(full, limit) if limit else full
                 print(f"== fastai {task.id} {limit or 'all'}", flush=True)
