@@ -11,10 +11,10 @@ Wikipedia dump excerpt, cleaned by `ulmfit prepare`, plus WikiText-2's valid and
   `--labels-limit` examples (default 100; stratified, the other training texts still serve LM fine-tuning).
 - `fastai` rows: the forward model through fastai's own pipeline on the same data, the same pretrained weights
   and tokenizer, the same recipe (epochs, learning rates, batch sizes, dropouts, unfreezing steps):
-  `TextDataLoaders.from_df` with fastai's `SentencePieceTokenizer` on the LM's `spm.model`, `language_model_learner`
+  `TextBlock.from_df` with fastai's `SentencePieceTokenizer` on the LM's `spm.model`, `language_model_learner`
   + `load_pretrained` (fastai's `match_embeds`) + `fit_one_cycle`, `save_encoder`, `text_classifier_learner` +
   `load_encoder` + `freeze_to`/`unfreeze` steps, test predictions with `get_preds`. Its LM-valid split is fastai's
-  random `valid_pct`, ours the same share by a seeded shuffle; both read the same texts.
+  seeded `RandomSplitter`, ours the same share by a seeded shuffle; both read the same texts.
 
 Figures per row: the test metric (fwd, bwd, ensemble; fastai: fwd), training seconds (data preparation, both
 stages and scoring, wall time), n_train. Run from the repository root (about an hour on 2 CPU cores):
@@ -107,22 +107,23 @@ def fastai_ulmfit(lm_dir: Path, data: ClassificationData, cfg: FinetuneConfig, m
     """The forward ULMFiT classifier through fastai's own data pipeline and learners; the test metric and time."""
     import pandas as pd
     from fastai.text.all import (
-        AWD_LSTM, Perplexity, SentencePieceTokenizer, TextDataLoaders, Tokenizer, accuracy, awd_lstm_clas_config,
-        language_model_learner, text_classifier_learner)
+        AWD_LSTM, CategoryBlock, ColReader, ColSplitter, DataBlock, Perplexity, RandomSplitter,
+        SentencePieceTokenizer, TextBlock, accuracy, awd_lstm_clas_config, language_model_learner,
+        text_classifier_learner)
 
     from ulmfit.benchmarks.classifier import scores, targets_array
     from ulmfit.langs.rules import RULES
 
     start = time.perf_counter()
     config = read_config(lm_dir)
-    rules = [RULES[r] for r in config["tokenizer"]["rules"]]  # the rules the LM was pretrained with
-    tok = Tokenizer(SentencePieceTokenizer(lang=config["lang"], sp_model=lm_dir / config["tokenizer"]["file"],
-                                           cache_dir=work),
-                    rules=rules)
+    # fastai's SentencePiece tokenizer on the LM's own model, after the rules the LM was pretrained with
+    sp = SentencePieceTokenizer(lang=config["lang"], sp_model=lm_dir / config["tokenizer"]["file"], cache_dir=work)
+    rules = [RULES[r] for r in config["tokenizer"]["rules"]]
     texts = [*data.train.texts, *(data.valid.texts if data.valid else []), *data.test.texts, *data.unlabelled]
-    dls_lm = TextDataLoaders.from_df(pd.DataFrame({"text": texts}), path=work, text_col="text", is_lm=True,
-                                     tok_tfm=tok, valid_pct=cfg.lm_valid_frac, seed=cfg.seed, bs=cfg.lm_bs,
-                                     seq_len=cfg.lm_bptt)
+    lm_block = TextBlock.from_df("text", is_lm=True, tok=sp, rules=rules, min_freq=1, seq_len=cfg.lm_bptt)
+    dls_lm = DataBlock(blocks=lm_block, get_x=ColReader("text"),
+                       splitter=RandomSplitter(cfg.lm_valid_frac, seed=cfg.seed)).dataloaders(
+        pd.DataFrame({"text": texts}), path=work, bs=cfg.lm_bs, seq_len=cfg.lm_bptt)
     # the pretrained forward weights and vocabulary as fastai's load_pretrained reads them (written here, locally)
     (work / "models").mkdir(parents=True, exist_ok=True)
     model, _ = load_language_model(lm_dir, "fwd")
@@ -133,34 +134,36 @@ def fastai_ulmfit(lm_dir: Path, data: ClassificationData, cfg: FinetuneConfig, m
     learn = language_model_learner(dls_lm, AWD_LSTM, config=arch, drop_mult=cfg.lm_drop_mult, pretrained=False,
                                    metrics=[accuracy, Perplexity()], path=work, wd=cfg.wd, moms=cfg.moms)
     learn.load_pretrained(work / "models" / "pretrained.pth", work / "models" / "pretrained_vocab.pkl")
-    learn.fit_one_cycle(cfg.lm_epochs_frozen, cfg.lm_lr_frozen)
-    learn.unfreeze()
-    learn.fit_one_cycle(cfg.lm_epochs, cfg.lm_lr)
-    lm_ppl = float(learn.validate()[2])
+    with learn.no_bar():
+        learn.fit_one_cycle(cfg.lm_epochs_frozen, cfg.lm_lr_frozen)
+        learn.unfreeze()
+        learn.fit_one_cycle(cfg.lm_epochs, cfg.lm_lr)
+        lm_ppl = float(learn.validate()[2])
     learn.save_encoder("finetuned")
 
     valid = data.valid
     frame = pd.DataFrame({"text": [*data.train.texts, *valid.texts], "label": [*data.train.labels, *valid.labels],
                           "is_valid": [False] * len(data.train) + [True] * len(valid)})
-    dls = TextDataLoaders.from_df(frame, path=work, text_col="text", label_col="label", valid_col="is_valid",
-                                  text_vocab=dls_lm.vocab, tok_tfm=tok, bs=cfg.clas_bs, seq_len=cfg.clas_bptt)
+    blocks = (TextBlock.from_df("text", vocab=dls_lm.vocab, tok=sp, rules=rules, seq_len=cfg.clas_bptt),
+              CategoryBlock(vocab=data.labels))  # the task's label order: probability columns line up
+    dls = DataBlock(blocks=blocks, get_x=ColReader("text"), get_y=ColReader("label"),
+                    splitter=ColSplitter("is_valid")).dataloaders(frame, path=work, bs=cfg.clas_bs,
+                                                                   seq_len=cfg.clas_bptt)
     sizes = {k: arch[k] for k in ("emb_sz", "n_hid", "n_layers", "pad_token", "bidir")}
     learn = text_classifier_learner(dls, AWD_LSTM, seq_len=cfg.clas_bptt, config=awd_lstm_clas_config | sizes,
                                     drop_mult=cfg.clas_drop_mult, pretrained=False, max_len=cfg.clas_max_len,
                                     metrics=accuracy, path=work, wd=cfg.wd, moms=cfg.moms)
     learn.load_encoder("finetuned")
     steps = len(cfg.clas_lrs)
-    for i, (lr, epochs) in enumerate(zip(cfg.clas_lrs, cfg.clas_epochs)):
-        if i == steps - 1:
-            learn.unfreeze()
-        else:
-            learn.freeze_to(-(i + 1))
-        learn.fit_one_cycle(epochs, lr if i == 0 else slice(lr / cfg.lr_decay ** 4, lr))
-    probs, _ = learn.get_preds(dl=dls.test_dl(pd.DataFrame({"text": data.test.texts})))
-    # fastai orders its classes (dls.vocab[1]); put the columns in the task's label order
-    order = [list(dls.vocab[1]).index(label) for label in data.labels]
-    probs = probs.numpy()[:, order]
-    score = scores(targets_array(data.test.labels, data.labels, False), probs, False)[metric]
+    with learn.no_bar():
+        for i, (lr, epochs) in enumerate(zip(cfg.clas_lrs, cfg.clas_epochs)):
+            if i == steps - 1:
+                learn.unfreeze()
+            else:
+                learn.freeze_to(-(i + 1))
+            learn.fit_one_cycle(epochs, lr if i == 0 else slice(lr / cfg.lr_decay ** 4, lr))
+        probs, _ = learn.get_preds(dl=dls.test_dl(pd.DataFrame({"text": data.test.texts})))
+    score = scores(targets_array(data.test.labels, data.labels, False), probs.numpy(), False)[metric]
     return {"fwd": round(score, 4), "lm_valid_ppl": round(lm_ppl, 2),
             "seconds": round(time.perf_counter() - start, 1)}
 
@@ -227,8 +230,10 @@ def main() -> None:
             "pretrained": "false: the same architecture, tokenizer and stages from random weights",
             "labels_limit": "null: every training example; N: a stratified sample of N (seed 0), the rest of the "
                             "training texts still read by LM fine-tuning",
-            "fastai": "fastai 2.8's TextDataLoaders + language_model_learner/load_pretrained + "
-                      "text_classifier_learner/load_encoder, the same recipe and weights, forward direction only",
+            "fastai": "fastai 2.8's DataBlock/TextBlock.from_df (SentencePieceTokenizer on the LM's spm.model, the "
+                      "LM's rules, vocabulary of every piece the task text has: min_freq=1) + language_model_learner"
+                      "/load_pretrained (match_embeds) + text_classifier_learner/load_encoder; the same recipe, "
+                      "weights and batch sizes; forward direction only",
         },
         "runs": runs,
     }
