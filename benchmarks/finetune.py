@@ -45,7 +45,7 @@ from ulmfit.langs.rules import default_rules
 from ulmfit.pretrain import modeldir
 from ulmfit.pretrain.loader import StreamLoader
 from ulmfit.pretrain.tokenizer import PAD, SP_MODEL, SPECIAL_TOKENS, WORD_VOCAB, TextTokenizer, ids_dtype
-from ulmfit.pretrain.train import Dist, apply_mixed_precision, finite_or_none, select_device
+from ulmfit.pretrain.train import Dist, apply_mixed_precision, finite_or_none, release_freed_memory, select_device
 from ulmfit.zoo.card import license_of
 
 log = logging.getLogger(__name__)
@@ -378,6 +378,7 @@ class EpochRows(Callback):
         row |= {k: finite_or_none(v) for k, v in values.items() if k not in ("epoch", "time")}
         row["seconds"] = round(time.perf_counter() - self.start, 2)
         self.history.append(row)
+        release_freed_memory()
         log.info("%s %s epoch %d: %s", self.direction, self.stage, self.epoch,
                  ", ".join(f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "seconds"))
 

