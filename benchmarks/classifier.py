@@ -4,7 +4,7 @@ A classifier directory (what `ulmfit finetune` writes, what `ulmfit push` publis
 `ulmfit-classifier`: language, tokenizer spec, architecture, labels, the language model it started from, the
 fine-tuning config, valid metrics and recorded `eval_results`), the tokenizer file (`spm.model` or the task's
 `vocab.json`), `fwd/model.safetensors` and `bwd/model.safetensors` (fastai's `get_text_classifier` state dicts),
-`labels.json`, `metrics.json` (per-epoch rows of every stage) and a `README.md` model card (`zoo.card`, which
+`labels.json`, `metrics.json` (per-epoch rows of every stage) and a `README.md` model card (`ulmfit.card`, which
 `ulmfit push` renders again with the Hub repository's name).
 
 The forward and backward classifiers are ensembled by averaging their probabilities (softmax for single-label
@@ -34,7 +34,7 @@ from ulmfit.errors import UlmfitError
 from ulmfit.files import atomic_write_text, read_json, write_json
 from ulmfit.pretrain.modeldir import CONFIG, WEIGHTS, save_weights
 from ulmfit.pretrain.tokenizer import PAD, SPECIAL_TOKENS, UNK, TextTokenizer
-from ulmfit.zoo.card import CLASSIFIER_FORMAT, render_card
+from ulmfit.card import CLASSIFIER_FORMAT, render_card
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def read_classifier_config(path: Path | str) -> dict:
 
 
 def save_classifier(directory: Path, models: dict[str, torch.nn.Module], config: dict, name: str) -> None:
-    """Write weights, `labels.json`, the model card (`zoo.card`, titled `name`) and `config.json` into `directory`
+    """Write weights, `labels.json`, the model card (`ulmfit.card`, titled `name`) and `config.json` into `directory`
     (which holds the tokenizer already).
 
     `config.json` is written last: a directory without it is not a finished classifier.

@@ -18,7 +18,6 @@ what pretraining brings. The result is a classifier directory (see `classifier.p
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -39,14 +38,14 @@ from ulmfit.benchmarks.data import ClassificationData, LabelledTexts, check_data
 from ulmfit.config import CONFIGS as PRETRAIN_CONFIGS
 from ulmfit.config import config_dict, load_config
 from ulmfit.errors import UlmfitError
-from ulmfit.files import atomic_write_text, write_json
+from ulmfit.files import atomic_write_text, file_digest, write_json
 from ulmfit.langs import get_lang
 from ulmfit.langs.rules import default_rules
 from ulmfit.pretrain import modeldir
 from ulmfit.pretrain.loader import StreamLoader
 from ulmfit.pretrain.tokenizer import PAD, SP_MODEL, SPECIAL_TOKENS, WORD_VOCAB, TextTokenizer, ids_dtype
 from ulmfit.pretrain.train import Dist, apply_mixed_precision, finite_or_none, release_freed_memory, select_device
-from ulmfit.zoo.card import license_of
+from ulmfit.card import license_of
 
 log = logging.getLogger(__name__)
 
@@ -282,9 +281,8 @@ def _task_tokenizer(start: _Start, texts: list[str], out: Path,
     from ulmfit.zoo.remap import task_vocab
 
     itos, counts = task_vocab(texts, start.lm_config, cfg.max_vocab, cfg.min_freq)
-    text = json.dumps(itos, ensure_ascii=False)
-    atomic_write_text(out / WORD_VOCAB, text)
-    spec |= {"file": WORD_VOCAB, "hash": "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    atomic_write_text(out / WORD_VOCAB, json.dumps(itos, ensure_ascii=False))
+    spec |= {"file": WORD_VOCAB, "hash": "sha256:" + file_digest(out / WORD_VOCAB)}
     log.info("task vocabulary: %d tokens from %d texts (min_freq %d)", len(itos), len(texts), cfg.min_freq)
     return TextTokenizer("word", lang, spec["rules"], out / WORD_VOCAB), spec, counts
 

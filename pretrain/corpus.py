@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ulmfit import __version__
 from ulmfit.errors import UlmfitError
-from ulmfit.files import atomic_write_text, read_json, write_json
+from ulmfit.files import atomic_write_text, file_digest, read_json, write_json
 from ulmfit.langs import Language, get_lang
 from ulmfit.langs.rules import default_rules, make_preprocessor
 from ulmfit.pretrain import tokenizer as tk
@@ -414,7 +414,7 @@ def _meta(out: Path, lang: Language, source: Source, options: PrepareOptions, ru
         "source": stats["source"],
         "tokenizer": options.tokenizer,
         "tokenizer_file": tok_file.name,
-        "tokenizer_hash": "sha256:" + hashlib.sha256(tok_file.read_bytes()).hexdigest(),
+        "tokenizer_hash": "sha256:" + file_digest(tok_file),
         "vocab_size": counts["vocab_size"],
         "dtype": counts["dtype"],
         "special_tokens": tk.SPECIAL_TOKENS,

@@ -7,7 +7,6 @@ model zoo (`ulmfit.zoo.convert`), checked against a sha256 where the catalogue h
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -20,6 +19,7 @@ from urllib.request import Request, urlopen
 from tqdm import tqdm
 
 from ulmfit.errors import UlmfitError
+from ulmfit.files import file_digest
 from ulmfit.langs.base import DUMPS_URL, Language
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def download(url: str, dest: Path, sha1: str | None = None, sha256: str | None =
     dest = Path(dest)
     algo, expected = ("sha1", sha1) if sha1 is not None else ("sha256", sha256)
     if dest.exists():
-        if expected is None or _digest(dest, algo) == expected:
+        if expected is None or file_digest(dest, algo) == expected:
             log.info("using %s, downloaded earlier", dest)
             return dest
         log.warning("%s does not match the published %s; downloading it again", dest, algo)
@@ -96,7 +96,7 @@ def download(url: str, dest: Path, sha1: str | None = None, sha256: str | None =
                 ) from None
             log.warning("the connection dropped after %s (%s); resuming", _mib(got), e)
     if expected is not None:
-        got = _digest(part, algo)
+        got = file_digest(part, algo)
         if got != expected:
             part.unlink()
             raise UlmfitError(
@@ -182,14 +182,6 @@ def _published_sha1(sums_url: str, name: str) -> str | None:
             return hits[0]
     log.warning("%s does not list %s; the download will not be verified", sums_url, name)
     return None
-
-
-def _digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _mib(n: int) -> str:

@@ -26,10 +26,10 @@ from typing import Iterator
 import torch
 from fastai.callback.core import Callback, CancelFitException
 
-from ulmfit import __version__
 from ulmfit.config import PretrainConfig
 from ulmfit.errors import UlmfitError
-from ulmfit.files import read_json, write_json
+from ulmfit.card import render_card
+from ulmfit.files import atomic_write_text, read_json, write_json
 from ulmfit.pretrain import modeldir
 from ulmfit.pretrain.loader import StreamLoader
 
@@ -472,50 +472,6 @@ def _finish(out: Path, corpus: Path, meta: dict, cfg: PretrainConfig, results: d
         "train": cfg.to_dict(),
         "metrics": {d: results[d][-1] for d in directions if results.get(d)},
     }
-    (out / "README.md").write_text(draft_model_card(config), encoding="utf-8")
+    atomic_write_text(out / "README.md", str(render_card(config, out.resolve().name)))
     modeldir.write_config(out, config)
     log.info("model directory ready: %s (%s)", out, ", ".join(directions))
-
-
-def draft_model_card(config: dict) -> str:
-    """A first model card: language, corpus, tokenizer, sizes and perplexities (`ulmfit push` completes it)."""
-    from huggingface_hub import ModelCardData
-
-    from ulmfit.langs import get_lang
-
-    lang = get_lang(config["lang"])
-    arch, corpus, tok = config["arch"], config["corpus"], config["tokenizer"]
-    data = ModelCardData(language=[lang.code], license="cc-by-sa-4.0", library_name="ulmfit",
-                         tags=["ulmfit", "awd-lstm", "fastai", "language-model", lang.code],
-                         datasets=["wikipedia"] if "wiki" in str(corpus.get("source", {}).get("type")) else None)
-    rows = "\n".join(f"| {d} | {m['valid_ppl']:.2f} | {m['accuracy']:.4f} | {m['epoch'] + 1} |"
-                     for d, m in config["metrics"].items() if m.get("valid_ppl") is not None)
-    source = corpus.get("source") or {}
-    return f"""---
-{data.to_yaml()}
----
-
-# ULMFiT language model: {lang.name} ({lang.code})
-
-Forward and backward AWD-LSTM language models (Howard & Ruder 2018) trained with
-[ulmfit](https://pypi.org/project/ulmfit/) {__version__}.
-
-- **Language**: {lang.name} (`{lang.code}`)
-- **Corpus**: {source.get('type', 'unknown')} {source.get('dbname') or ''} {source.get('dump_date') or ''} —
-  {corpus['articles']['train']:,} train / {corpus['articles']['valid']:,} valid articles,
-  {corpus['tokens']['train']:,} / {corpus['tokens']['valid']:,} tokens
-- **Tokenizer**: {tok['type']}, {config['vocab_size']:,} ids
-- **Architecture**: AWD-LSTM, embedding {arch['emb_sz']}, hidden {arch['n_hid']}, {arch['n_layers']} layers
-- **Directions**: {', '.join(config['directions'])}
-
-| direction | valid perplexity | valid accuracy | epochs |
-|---|---|---|---|
-{rows}
-
-## Use
-
-```python
-import ulmfit
-lm = ulmfit.from_pretrained("PATH_OR_NAME")
-```
-"""

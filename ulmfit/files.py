@@ -26,9 +26,10 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """The sha256 of a file's bytes, read in chunks (weights can be large)."""
-    digest = hashlib.sha256()
+def file_digest(path: Path, algo: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest (sha256 by default, any `hashlib` name) of a file's bytes, read in chunks (weights and dumps
+    can be large)."""
+    digest = hashlib.new(algo)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)

@@ -51,10 +51,10 @@ from typing import Any
 
 import torch
 
-from ulmfit import __version__
 from ulmfit.config import ARCH_KEYS, PretrainConfig
+from ulmfit.card import render_card
 from ulmfit.errors import UlmfitError
-from ulmfit.files import atomic_write_text, file_sha256
+from ulmfit.files import atomic_write_text, file_digest
 from ulmfit.langs import get_lang
 from ulmfit.langs.rules import default_rules
 from ulmfit.pretrain import modeldir
@@ -217,7 +217,7 @@ def _write_model_dir(ckpt: Checkpoint, out: Path, allow_pickle: bool, origin: di
     if len({json.dumps(a, sort_keys=True) for a in archs.values()}) > 1:
         raise UlmfitError(f"the forward and backward models have different sizes ({archs}); convert each on its own.")
     config = _config(ckpt, next(iter(archs.values())), len(itos), tok_file, origin)
-    atomic_write_text(out / "README.md", _model_card(config, fmt))
+    atomic_write_text(out / "README.md", str(render_card(config, out.resolve().name)))
     modeldir.write_config(out, config)
 
 
@@ -226,13 +226,13 @@ def _config(ckpt: Checkpoint, arch: dict, vocab_size: int, tok_file: Path, origi
     fmt = ckpt.format
     meta = {"vocab_size": vocab_size, "lang": ckpt.lang, "tokenizer": fmt.tokenizer, "tokenizer_file": tok_file.name,
             "rules": fmt.text_rules(ckpt.lang), "special_tokens": SPECIAL_TOKENS,
-            "tokenizer_hash": "sha256:" + file_sha256(tok_file)}
+            "tokenizer_hash": "sha256:" + file_digest(tok_file)}
     return model_config(meta, PretrainConfig(**arch, drop_mult=fmt.drop_mult)) | {
         "directions": sorted(ckpt.weights),
         "corpus": fmt.corpus_for(ckpt.lang),
         "license": fmt.license,
-        "converted_from": {"format": fmt.name, **origin, "homepage": fmt.homepage,
-                           "files": {name: file_sha256(p) for name, p in sorted(ckpt.inputs.items())}},
+        "converted_from": {"format": fmt.name, "title": fmt.title, **origin, "homepage": fmt.homepage,
+                           "files": {name: file_digest(p) for name, p in sorted(ckpt.inputs.items())}},
     }
 
 
@@ -523,42 +523,3 @@ def _model_json_lang(files) -> str | None:
             if isinstance(lang, str):
                 return lang
     return None
-
-
-# --- the model card ------------------------------------------------------------------------------------------------
-
-def _model_card(config: dict, fmt: LegacyFormat) -> str:
-    from huggingface_hub import ModelCardData
-
-    lang = get_lang(config["lang"])
-    arch, tok, src = config["arch"], config["tokenizer"], config["converted_from"]
-    data = ModelCardData(language=[lang.code], license=fmt.license, library_name="ulmfit",
-                         tags=["ulmfit", "awd-lstm", "fastai", "language-model", "converted", lang.code])
-    files = "\n".join(f"  - `{name}` (sha256 `{digest}`)" for name, digest in src["files"].items())
-    urls = "".join(f"\n  - {url}" for url in src.get("urls", {}).values())
-    return f"""---
-{data.to_yaml()}
----
-
-# ULMFiT language model: {lang.name} ({lang.code}), converted from {fmt.title}
-
-This model was not trained by this package: [ulmfit](https://pypi.org/project/ulmfit/) {__version__} converted
-it (`ulmfit convert`) from {fmt.title},
-published at {fmt.homepage}.
-The weights are the publisher's; only the rows of the vocabulary were reordered, so that ids 0-8 are fastai's
-special tokens in fastai's order.
-
-- **Licence**: {fmt.license}, as published with the original (check the publisher's terms before reuse)
-- **Source files**:
-{files}{f"{chr(10)}- **Downloaded from**:{urls}" if urls else ""}
-- **Tokenizer**: {tok['type']}, {config['vocab_size']:,} ids; text rules: {', '.join(tok['rules'])}
-- **Architecture**: AWD-LSTM, embedding {arch['emb_sz']}, hidden {arch['n_hid']}, {arch['n_layers']} layers
-- **Directions**: {', '.join(config['directions'])}
-
-## Use
-
-```python
-import ulmfit
-lm = ulmfit.from_pretrained("PATH_OR_NAME")
-```
-"""

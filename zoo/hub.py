@@ -33,9 +33,9 @@ from huggingface_hub.errors import (
 
 from ulmfit import __version__
 from ulmfit.errors import UlmfitError
-from ulmfit.files import atomic_write_text, file_sha256, read_json
+from ulmfit.files import atomic_write_text, file_digest, read_json
 from ulmfit.pretrain.modeldir import CONFIG, DIRECTIONS, FORMAT, WEIGHTS, read_config
-from ulmfit.zoo.card import CLASSIFIER_FORMAT, is_wikipedia, license_of, read_bench_results, render_card
+from ulmfit.card import CLASSIFIER_FORMAT, is_wikipedia, license_of, read_bench_results, render_card
 from ulmfit.zoo.catalogue import REPO_ID, SHA1
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def publishable_files(model_dir: Path | str, config: dict) -> list[str]:
 def model_card(model_dir: Path | str, repo_id: str | None = None,
                bench_results: Path | str | None = None) -> ModelCard:
     """The model card of a model or classifier directory, with downstream results from `bench_results`
-    (a `results.json`; format in `ulmfit.zoo.card`)."""
+    (a `results.json`; format in `ulmfit.card`)."""
     model_dir = Path(model_dir)
     config = read_model_config(model_dir)
     bench = read_bench_results(bench_results) if bench_results else []
@@ -156,7 +156,7 @@ def download_model(repo_id: str, revision: str | None = None, cache_dir: Path | 
 def _mismatches(path: Path, sha256: dict[str, str | None]) -> list[tuple[str, str]]:
     """(file, expected sha256) of each file that is missing or has other bytes than the hash says."""
     return [(name, digest) for name, digest in sha256.items()
-            if digest and (not (path / name).is_file() or file_sha256(path / name) != digest)]
+            if digest and (not (path / name).is_file() or file_digest(path / name) != digest)]
 
 
 def _remove_cached(file: Path) -> None:
@@ -287,7 +287,7 @@ def _check_published(model_dir: Path, repo_id: str, commit: str, files: list[str
                               "the --revision that holds it.")
         lfs = getattr(remote, "lfs", None)
         local = model_dir / name
-        same = lfs.sha256 == file_sha256(local) if lfs else remote.blob_id == _git_blob_sha(local)
+        same = lfs.sha256 == file_digest(local) if lfs else remote.blob_id == _git_blob_sha(local)
         if not same:
             raise UlmfitError(f"{name} in {repo_id}@{commit[:12]} differs from the one in {model_dir}: give the "
                               "--revision that was pushed from this directory.")
@@ -350,7 +350,7 @@ def catalogue_entry(model_dir_or_repo: Path | str, repo_id: str, revision: str |
         "corpus": {k: v for k, v in summary.items() if v not in (None, {}, "")},
         "metrics": {d: m for d, m in metrics.items() if m},
         "license": license_of(config),
-        "sha256": {f: file_sha256(path / f) for f in weights},
+        "sha256": {f: file_digest(path / f) for f in weights},
         "description": f"AWD-LSTM {arch['emb_sz']}/{arch['n_hid']}/{arch['n_layers']}, "
                        f"{config['tokenizer']['type']} {config['vocab_size']:,}",
     }

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from tests.hub_server import serve
 from ulmfit.cli import app
 from ulmfit.errors import UlmfitError
-from ulmfit.files import file_sha256, write_json
+from ulmfit.files import file_digest, write_json
 from ulmfit.zoo.catalogue import add_entry, get_entry
 from ulmfit.zoo.hub import PUBLISHED_FILES, catalogue_entry, download_model, model_card, push_model
 from ulmfit.zoo.pretrained import from_pretrained
@@ -123,7 +123,7 @@ def test_round_trip_through_the_cli(hub, run_dir):
     listed = runner.invoke(app, ["list"])
     assert "en-tiny" in listed.output and f"hf-hub:{REPO}" in listed.output
     entry = get_entry("en-tiny")
-    assert entry.revision == commit and entry.sha256[FWD] == file_sha256(run_dir / FWD)
+    assert entry.revision == commit and entry.sha256[FWD] == file_digest(run_dir / FWD)
 
     assert not list(hub.home.glob("hub/models--*/snapshots/*")), "the cache starts empty"
     downloaded = runner.invoke(app, ["download", "en-tiny"])
@@ -181,7 +181,7 @@ def test_tampered_cache_file_is_downloaded_again_once(hub, run_dir, caplog):
     before = hub.gets(FWD)
     (path / FWD).write_bytes(b"\0" * (path / FWD).stat().st_size)  # through the snapshot link: the blob itself
     again = download_model(REPO, revision=entry["revision"], sha256=entry["sha256"])
-    assert again == path and file_sha256(path / FWD) == entry["sha256"][FWD]
+    assert again == path and file_digest(path / FWD) == entry["sha256"][FWD]
     assert hub.gets(FWD) == before + 1
     assert "does not match its catalogue sha256" in caplog.text
     (path / FWD).write_bytes(b"\0" * (path / FWD).stat().st_size)
@@ -208,7 +208,7 @@ def test_download_that_breaks_off_fails_clearly_and_leaves_nothing_half_written(
     cache = Path(constants.HF_HUB_CACHE) / "models--tester--en-tiny"
     assert not list(cache.glob(f"snapshots/*/{FWD}")) and not list(cache.glob("blobs/*incomplete"))
     hub.state.truncated.clear()
-    assert file_sha256(download_model(REPO) / FWD) == file_sha256(run_dir / FWD)
+    assert file_digest(download_model(REPO) / FWD) == file_digest(run_dir / FWD)
 
 
 def test_unknown_repository_revision_private_and_gated(hub, run_dir):
@@ -308,7 +308,7 @@ def test_catalogue_entry_pins_the_pushed_files(hub, run_dir):
     entry = catalogue_entry(run_dir, REPO, revision="dev")  # a branch resolves to its commit
     assert entry["revision"] == result["commit"] and entry["license"] == "cc-by-sa-4.0"
     assert entry["name"].startswith("en-wiki-sp") and entry["directions"] == ["fwd", "bwd"]
-    assert entry["sha256"] == {f: file_sha256(run_dir / f) for f in (FWD, "bwd/model.safetensors")}
+    assert entry["sha256"] == {f: file_digest(run_dir / f) for f in (FWD, "bwd/model.safetensors")}
     assert entry["metrics"]["fwd"]["valid_ppl"] > 1
     assert catalogue_entry(f"hf-hub:{REPO}", REPO, revision="dev")["sha256"] == entry["sha256"]
     with pytest.raises(UlmfitError, match="has no fwd/model.safetensors"):

@@ -1,7 +1,8 @@
-"""The model card (`README.md`) of a published model or classifier directory, built on huggingface_hub's
-`ModelCardData`/`EvalResult` so that its metadata is what the Hub parses: language, license, `library_name:
-ulmfit`, tags, datasets, and a `model-index` with the valid-split perplexity of each direction, the classifier's
-evaluation results, and downstream results from a benchmark results file.
+"""The model card (`README.md`) of a model or classifier directory (written by `ulmfit pretrain`, `convert` and
+`finetune`; rewritten by `push`), built on huggingface_hub's `ModelCardData`/`EvalResult` so that its metadata is
+what the Hub parses: language, license, `library_name: ulmfit`, tags, datasets, and a `model-index` with the
+valid-split perplexity of each direction, the classifier's evaluation results, and downstream results from a
+benchmark results file.
 
 A benchmark results file (`--bench-results results.json`, as `ulmfit bench` writes it) holds `{"rows": [...]}` (or
 is a plain JSON list of rows), one per task and metric:
@@ -200,8 +201,12 @@ def _corpus_lines(config: dict) -> str:
     lines = [f"- source: {what}"]
     if config.get("converted_from"):
         origin = config["converted_from"]
-        lines.append(f"- converted from the `{origin.get('format', '?')}` release"
-                     + (f" ({origin['homepage']})" if origin.get("homepage") else "") + ": see its publisher's notes")
+        lines.append(f"- converted from {origin.get('title') or 'the `' + origin.get('format', '?') + '` release'}"
+                     + (f" ({origin['homepage']})" if origin.get("homepage") else "") + ": see its publisher's notes; "
+                     "the weights are the publisher's, with the vocabulary's rows reordered so that ids 0-8 are "
+                     "fastai's special tokens")
+        lines += [f"- source file `{name}`, sha256 `{digest}`" for name, digest in origin.get("files", {}).items()]
+        lines += [f"- downloaded from {url}" for url in origin.get("urls", {}).values()]
     articles, tokens = corpus.get("articles") or {}, corpus.get("tokens") or {}
     if articles or tokens:
         lines.append(f"- articles: {articles.get('train', 0):,} train / {articles.get('valid', 0):,} valid; "
