@@ -201,10 +201,9 @@ def plot_learning_curves(rows: list[dict], out: Path, path: Path) -> None:
     tmp.replace(path)
 
 
-def _curves(history: dict | list) -> dict[str, list[dict]]:
-    """The classifier directory's per-epoch rows, grouped by direction, in training order."""
-    rows = history.get("history", []) if isinstance(history, dict) else history
+def _curves(metrics: dict) -> dict[str, list[dict]]:
+    """The per-epoch rows of a classifier directory's `metrics.json`, grouped by direction, in training order."""
     by_direction: dict[str, list[dict]] = {}
-    for r in rows:
+    for r in metrics.get("history", []):
         by_direction.setdefault(r["direction"], []).append(r)
     return by_direction

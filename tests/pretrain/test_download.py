@@ -4,15 +4,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import re
 import socket
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
+from tests.file_server import Server, serve
 from ulmfit.errors import UlmfitError
 from ulmfit.langs.base import Language
 from ulmfit.pretrain.download import download, resolve_dump
@@ -24,70 +20,15 @@ PAYLOAD = random.Random(0).randbytes(300_000)
 SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
 
 
-@dataclass
-class Server:
-    """Serves files under `root`; `cuts[path]` lists, per coming request, after how many body bytes to hang up."""
-
-    root: Path
-    url: str = ""
-    cuts: dict[str, list[int]] = field(default_factory=dict)
-    ignore_range: bool = False
-    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
-
-    def put(self, rel: str, data: bytes) -> None:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-    def sums(self, folder: str, lines: dict[str, str]) -> None:
-        wiki, date = folder.split("/")
-        self.put(f"{folder}/{wiki}-{date}-sha1sums.txt", "".join(f"{h}  {n}\n" for n, h in lines.items()).encode())
-
-    def ranges(self, rel: str) -> list[str | None]:
-        return [r for p, r in self.requests if p == "/" + rel]
-
-
-def _handler(state: Server) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            rng = self.headers.get("Range")
-            state.requests.append((self.path, rng))
-            path = state.root / self.path.lstrip("/")
-            if not path.is_file():
-                self.send_error(404)
-                return
-            data = path.read_bytes()
-            start = int(re.fullmatch(r"bytes=(\d+)-", rng)[1]) if rng and not state.ignore_range else 0
-            if start >= len(data) > 0:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(data) - start))
-            self.end_headers()
-            cuts = state.cuts.get(self.path, [])
-            self.wfile.write(data[start : start + cuts.pop(0)] if cuts else data[start:])
-
-        def log_message(self, *args) -> None:
-            pass
-
-    return Handler
+def put_sums(server: Server, folder: str, lines: dict[str, str]) -> None:
+    """A Wikimedia `sha1sums.txt` for the dump folder `folder` (`wiki/date`)."""
+    wiki, date = folder.split("/")
+    server.put(f"{folder}/{wiki}-{date}-sha1sums.txt", "".join(f"{h}  {n}\n" for n, h in lines.items()).encode())
 
 
 @pytest.fixture
 def server(tmp_path):
-    state = Server(root=tmp_path / "www")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serve(tmp_path / "www")
 
 
 @pytest.fixture
@@ -95,7 +36,7 @@ def mirror(server, monkeypatch):
     """The server as `ULMFIT_DUMPS_URL`, with the latest dump and its sums file listed under the dated name."""
     monkeypatch.setenv("ULMFIT_DUMPS_URL", server.url)
     server.put(LATEST, PAYLOAD)
-    server.sums("viwiki/latest", {
+    put_sums(server, "viwiki/latest", {
         "viwiki-20240601-pages-articles.xml.bz2": SHA1,
         "viwiki-20240601-stub.xml.gz": "0" * 40,
     })
@@ -108,7 +49,7 @@ def test_latest_downloads_verifies_and_is_cached(server, monkeypatch, tmp_path, 
     monkeypatch.setenv("ULMFIT_DUMPS_URL", server.url)
     monkeypatch.setenv("ULMFIT_CACHE", str(tmp_path / "cache"))
     server.put(LATEST, PAYLOAD)
-    server.sums("viwiki/latest", {listed_as: SHA1})
+    put_sums(server, "viwiki/latest", {listed_as: SHA1})
 
     path = resolve_dump("latest", VI)
     assert path == tmp_path / "cache" / "dumps" / LATEST
@@ -147,7 +88,7 @@ def test_one_drop_is_resumed_on_the_spot(mirror, tmp_path):
 
 
 def test_wrong_sha1_deletes_the_download(mirror, tmp_path):
-    mirror.sums("viwiki/latest", {"viwiki-latest-pages-articles.xml.bz2": "f" * 40})
+    put_sums(mirror, "viwiki/latest", {"viwiki-latest-pages-articles.xml.bz2": "f" * 40})
     with pytest.raises(UlmfitError, match="corrupt"):
         resolve_dump("latest", VI, tmp_path / "cache")
     assert not list((tmp_path / "cache").rglob("*.bz2*"))
@@ -181,7 +122,7 @@ def test_complete_part_is_finished_without_transfer(mirror, tmp_path):
 @pytest.mark.parametrize("good", [True, False])
 def test_url_with_dumps_layout_is_checked_against_its_folder(server, tmp_path, good):
     server.put(DATED, PAYLOAD)
-    server.sums("viwiki/20240601", {"viwiki-20240601-pages-articles.xml.bz2": SHA1 if good else "0" * 40})
+    put_sums(server, "viwiki/20240601", {"viwiki-20240601-pages-articles.xml.bz2": SHA1 if good else "0" * 40})
     url = f"{server.url}/{DATED}"
     if good:
         assert resolve_dump(url, VI, tmp_path / "cache") == tmp_path / "cache" / DATED

@@ -6,7 +6,6 @@ SentencePiece model is trained by fastai's own `SentencePieceTokenizer`, as fast
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -14,9 +13,7 @@ import os
 import pickle
 import random
 import tarfile
-import threading
 from collections import Counter
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from tests.file_server import serve
 from ulmfit.cli import app
 from ulmfit.errors import UlmfitError
 from ulmfit.pretrain.tokenizer import SPECIAL_TOKENS
@@ -340,24 +338,7 @@ def test_cli_convert(wt103, tmp_path):
 
 @pytest.fixture
 def server(tmp_path):
-    """A static file server on 127.0.0.1 that records the paths it was asked for."""
-    root = tmp_path / "www"
-    root.mkdir()
-    requests: list[str] = []
-
-    class Handler(SimpleHTTPRequestHandler):
-        def do_GET(self):
-            requests.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}", requests
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serve(tmp_path / "www")
 
 
 def catalogue_entry(name: str, base: str, sha256s: dict) -> dict:
@@ -368,10 +349,9 @@ def catalogue_entry(name: str, base: str, sha256s: dict) -> dict:
 
 def test_fetch_third_party_downloads_and_converts_once(wt103, server, tmp_path, monkeypatch):
     src, models, _ = wt103
-    root, base, requests = server
-    (root / "models").mkdir()
+    base = server.url
     for f in ("wt103-fwd.tgz", "wt103-bwd.tgz"):
-        (root / "models" / f).write_bytes((src / f).read_bytes())
+        server.put(f"models/{f}", (src / f).read_bytes())
     catalogue = tmp_path / "catalogue.yaml"
     sums = {"wt103-fwd.tgz": sha256(src / "wt103-fwd.tgz"), "wt103-bwd.tgz": None}
     entry = catalogue_entry("en-test-wt103", base, sums)
@@ -381,7 +361,7 @@ def test_fetch_third_party_downloads_and_converts_once(wt103, server, tmp_path, 
     with pytest.raises(UlmfitError, match="not in the cache"):
         from_pretrained("en-test-wt103", local_files_only=True)
     fwd = from_pretrained("en-test-wt103")
-    assert sorted(requests) == ["/models/wt103-bwd.tgz", "/models/wt103-fwd.tgz"]
+    assert sorted(p for p, _ in server.requests) == ["/models/wt103-bwd.tgz", "/models/wt103-fwd.tgz"]
     cached = tmp_path / "cache" / "third_party" / "en-test-wt103"
     assert fwd.path == cached and not (cached.parent / ".downloads" / "en-test-wt103").exists()
     config = json.loads((cached / "config.json").read_text())
@@ -389,14 +369,13 @@ def test_fetch_third_party_downloads_and_converts_once(wt103, server, tmp_path, 
     assert config["converted_from"]["urls"] == entry["third_party"]["urls"]
     assert torch.equal(fwd.model[1].decoder.bias.sort().values, models["fwd"][1].decoder.bias.sort().values)
     bwd = from_pretrained("en-test-wt103", direction="bwd", local_files_only=True)
-    assert bwd.direction == "bwd" and len(requests) == 2  # the second call makes no request
+    assert bwd.direction == "bwd" and len(server.requests) == 2  # the second call makes no request
 
 
 def test_fetch_third_party_corrupt_downloads(wt103, server, tmp_path):
     src, _, _ = wt103
-    root, base, requests = server
-    (root / "models").mkdir()
-    (root / "models" / "wt103-fwd.tgz").write_bytes((src / "wt103-fwd.tgz").read_bytes()[:300])
+    base = server.url
+    server.put("models/wt103-fwd.tgz", (src / "wt103-fwd.tgz").read_bytes()[:300])
     wrong = validate_entry(catalogue_entry("en-bad-sum", base, {"wt103-fwd.tgz": "0" * 64}))
     with pytest.raises(UlmfitError, match="is corrupt .*sha256.*download it anew"):
         fetch_third_party(wrong, cache_dir=tmp_path / "cache")
