@@ -7,13 +7,10 @@ are read as they are; nothing is extracted to disk.
 """
 from __future__ import annotations
 
-import bz2
 import csv
-import gzip
 import io
 import json
 import logging
-import lzma
 import random
 import re
 import tarfile
@@ -23,20 +20,18 @@ from typing import Callable, Iterator
 
 from ulmfit.benchmarks.data import ClassificationData, LabelledTexts, drop_unusable, is_missing
 from ulmfit.errors import UlmfitError
+from ulmfit.files import COMPRESSION_SUFFIXES, DECOMPRESSION_ERRORS, open_compressed
 
 log = logging.getLogger(__name__)
 
-_OPENERS: dict[str, Callable] = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
-
-
 def read_bytes(path: Path) -> bytes:
-    """The content of `path`, decompressed when its name ends in .gz, .xz or .bz2."""
+    """The content of `path`, decompressed when it is gzip, xz or bz2."""
     try:
-        with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as f:
+        with open_compressed(path) as f:
             return f.read()
     except FileNotFoundError:
         raise UlmfitError(f"{path} does not exist: check the path.") from None
-    except (OSError, EOFError, lzma.LZMAError) as e:
+    except DECOMPRESSION_ERRORS as e:
         raise UlmfitError(f"{path} could not be read ({e}): check that the file is complete.") from None
 
 
@@ -105,7 +100,7 @@ def table_rows(text: str, fmt: str, source: str) -> Iterator[dict]:
 
 def table_format(path: Path) -> str:
     """csv, tsv or jsonl, from the file name (a compression suffix is looked through)."""
-    suffixes = [s.lower() for s in path.suffixes if s.lower() not in _OPENERS]
+    suffixes = [s.lower() for s in path.suffixes if s.lower() not in COMPRESSION_SUFFIXES]
     fmt = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(
         suffixes[-1] if suffixes else "")
     if fmt is None:
@@ -201,7 +196,7 @@ def imdb_tar(paths: list[Path], seed: int) -> ClassificationData:
                 if member.isfile() and (m := _IMDB_MEMBER.match(member.name)):
                     text = decode(tar.extractfile(member).read(), "utf-8", f"{paths[0]}:{member.name}")
                     rows.setdefault((m[1], m[2]), []).append((int(m[3]), text))
-    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as e:
+    except (tarfile.TarError, *DECOMPRESSION_ERRORS) as e:
         raise UlmfitError(f"{paths[0]} is not a readable tar archive ({e}): download it again.") from None
 
     def split(name: str) -> LabelledTexts:

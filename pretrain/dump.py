@@ -8,10 +8,8 @@ truncation instead of failing.
 """
 from __future__ import annotations
 
-import bz2
-import gzip
 import logging
-import lzma
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -19,15 +17,11 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from ulmfit.errors import UlmfitError
+from ulmfit.files import DECOMPRESSION_ERRORS, open_compressed
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-_MAGIC: list[tuple[bytes, Callable[[BinaryIO], BinaryIO]]] = [
-    (b"BZh", lambda f: bz2.BZ2File(f)),  # BZ2File also reads multistream dumps
-    (b"\xfd7zXZ\x00", lambda f: lzma.LZMAFile(f)),
-    (b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f)),
-]
 _DATE = re.compile(r"-(\d{8}|latest)-")
 
 
@@ -80,17 +74,10 @@ class DumpReader:
             raise UlmfitError(f"dump file {self.path} is empty; download it again or pick another file.")
 
     def __iter__(self) -> Iterator[Page]:
-        with open(self.path, "rb") as raw:
-            magic = raw.read(6)
-            raw.seek(0)
-            stream: BinaryIO = raw
-            for prefix, opener in _MAGIC:
-                if magic.startswith(prefix):
-                    stream = opener(raw)
-                    break
-            yield from self._parse(stream, raw)
+        with open_compressed(self.path) as stream:
+            yield from self._parse(stream)
 
-    def _chunks(self, stream: BinaryIO, raw: BinaryIO) -> Iterator[bytes]:
+    def _chunks(self, stream: BinaryIO) -> Iterator[bytes]:
         done = 0
         while True:
             try:
@@ -98,13 +85,13 @@ class DumpReader:
             except EOFError:
                 self._truncated("its compressed stream ends early")
                 return
-            except (OSError, lzma.LZMAError) as e:
+            except DECOMPRESSION_ERRORS as e:
                 if self.info.pages == 0:
                     raise UlmfitError(f"{self.path} cannot be decompressed ({e}); is it a complete download?") from e
                 self._truncated(f"its compressed stream is damaged ({e})")
                 return
             if self._progress is not None:
-                pos = raw.tell()
+                pos = os.lseek(stream.fileno(), 0, os.SEEK_CUR)  # bytes of the file on disk read so far
                 self._progress(pos - done)
                 done = pos
             if not chunk:
@@ -115,12 +102,12 @@ class DumpReader:
         if not self.info.truncated:
             self.info.truncated, self.info.truncation = True, why
 
-    def _parse(self, stream: BinaryIO, raw: BinaryIO) -> Iterator[Page]:
+    def _parse(self, stream: BinaryIO) -> Iterator[Page]:
         parser = ET.XMLPullParser(events=("start", "end"))
         root: ET.Element | None = None
         in_siteinfo = False
         try:
-            for chunk in self._chunks(stream, raw):
+            for chunk in self._chunks(stream):
                 parser.feed(chunk)
                 for event, elem in parser.read_events():
                     tag = _local(elem.tag)

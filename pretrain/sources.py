@@ -5,11 +5,8 @@ Each source yields batches of raw documents for the cleaning workers and keeps c
 """
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
 import logging
-import lzma
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +14,7 @@ from typing import Iterator
 from tqdm.auto import tqdm
 
 from ulmfit.errors import UlmfitError
+from ulmfit.files import open_compressed_text
 from ulmfit.langs import Language
 from ulmfit.pretrain.clean import CleanConfig
 from ulmfit.pretrain.dump import DumpReader
@@ -149,11 +147,6 @@ class HubSource(Source):
             yield Batch(docs, config)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(path.suffix, open)
-    return opener(path, "rt", encoding="utf-8-sig", errors="replace")
-
-
 @dataclass
 class TextSource(Source):
     """Plain-text files: one document per block of lines, blocks separated by blank lines."""
@@ -180,7 +173,7 @@ class TextSource(Source):
         config = CleanConfig.for_dump({}, (), self.min_chars)
         docs: list[RawDoc] = []
         for path in tqdm(self.files(), desc="reading text files", unit=" files", disable=None):
-            with _open_text(path) as f:
+            with open_compressed_text(path, errors="replace") as f:
                 for block in _blocks(f):
                     docs.append(("", block, "plain"))
                     if len(docs) >= size:

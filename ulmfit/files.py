@@ -1,10 +1,21 @@
-"""Writing files so that a crash never leaves a half-written one under the final name, and hashing them."""
+"""Files: writing so that a crash never leaves a half-written one under the final name, hashing, and opening
+compressed files by what they hold rather than by their name."""
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import io
 import json
+import lzma
 import os
 from pathlib import Path
+from typing import BinaryIO
+
+# Errors a damaged or cut-off compressed file raises while it is read.
+DECOMPRESSION_ERRORS = (OSError, EOFError, lzma.LZMAError)
+# Names that say a file is compressed; what `open_compressed` reads goes by content, these only look through names.
+COMPRESSION_SUFFIXES = (".gz", ".xz", ".bz2")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -34,3 +45,25 @@ def file_digest(path: Path, algo: str = "sha256", chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def open_compressed(path: Path | str) -> BinaryIO:
+    """`path` opened for reading bytes, decompressed when it is bz2 (multistream too), xz or gzip.
+
+    The format comes from the file's first bytes, so a dump saved under another name still reads.
+    `os.lseek(f.fileno(), 0, os.SEEK_CUR)` tells how far into the file on disk reading has got.
+    """
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(path)
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(path)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(path)
+    return open(path, "rb")
+
+
+def open_compressed_text(path: Path | str, errors: str = "strict") -> io.TextIOWrapper:
+    """`open_compressed` as UTF-8 text (a byte-order mark is skipped)."""
+    return io.TextIOWrapper(open_compressed(path), encoding="utf-8-sig", errors=errors)
