@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Sequence
 
 from ulmfit.benchmarks.classifier import ENSEMBLE, Classifier
-from ulmfit.benchmarks.finetune import FinetuneConfig, finetune, lm_language
+from ulmfit.benchmarks.finetune import FinetuneConfig, finetune, open_lm
 from ulmfit.benchmarks.tasks import Task, limit_labels
 from ulmfit.config import config_dict
 from ulmfit.errors import UlmfitError
 from ulmfit.files import atomic_write_text, read_json, write_json
+from ulmfit.pretrain.modeldir import CONFIG, ModelDir
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,13 @@ def run_bench(tasks: Sequence[Task], settings: BenchSettings, out: Path | str, d
     out = Path(out)
     if not tasks:
         raise UlmfitError("no tasks to run; name some with --tasks (`ulmfit tasks` lists them) or give --task-file.")
+    lms: dict[str, ModelDir] = {}  # each language model opened (downloaded) once for the whole run
     for task in tasks:  # a missing or mismatched language model stops the run before any data is read
-        lm = settings.lm_for(task)
-        if lm is not None and (lang := lm_language(lm)) != task.lang:
-            raise UlmfitError(f"the language model {lm} is for '{lang}' but the task {task.id} is in "
+        spec = settings.lm_for(task)
+        if spec is not None and spec not in lms:
+            lms[spec] = open_lm(spec)
+        if spec is not None and lms[spec].lang != task.lang:
+            raise UlmfitError(f"the language model {spec} is for '{lms[spec].lang}' but the task {task.id} is in "
                               f"'{task.lang}'; give --lm {task.lang}=MODEL for it.")
     previous = read_json(out / f"{RESULTS}.json")
     if previous is not None and previous.get("settings") != settings.to_dict():
@@ -86,14 +90,14 @@ def run_bench(tasks: Sequence[Task], settings: BenchSettings, out: Path | str, d
     for i, task in enumerate(tasks, 1):
         log.info("task %d/%d: %s (%s)", i, len(tasks), task.id, task.name)
         row = done.get(task.id)
-        if row is None or not (out / row["classifier"] / "config.json").is_file():
-            row = _run_task(task, settings, out, data_dir, device)
+        if row is None or not (out / row["classifier"] / CONFIG).is_file():
+            row = _run_task(task, settings, lms.get(settings.lm_for(task)), out, data_dir, device)
         rows.append(row)
         write_results(rows, settings, out)
     return rows
 
 
-def _run_task(task: Task, settings: BenchSettings, out: Path, data_dir: Path | str | None,
+def _run_task(task: Task, settings: BenchSettings, lm: ModelDir | None, out: Path, data_dir: Path | str | None,
               device: str | None) -> dict:
     start = time.perf_counter()
     data = task.load(data_dir)
@@ -106,7 +110,6 @@ def _run_task(task: Task, settings: BenchSettings, out: Path, data_dir: Path | s
     clf_dir = out / rel
     if clf_dir.exists():  # left by a run that stopped before its scores were written
         shutil.rmtree(clf_dir)
-    lm = settings.lm_for(task)
     finetune(lm, data, clf_dir, settings.config, directions=settings.directions,
              pretrained=settings.pretrained, device=device)
     classifier = Classifier.from_pretrained(clf_dir, device=device or "cpu")
@@ -114,7 +117,7 @@ def _run_task(task: Task, settings: BenchSettings, out: Path, data_dir: Path | s
         "dataset_name": task.name, "dataset_type": task.hf_dataset or task.id, "dataset_split": "test"})
     seconds = round(time.perf_counter() - start, 1)
     row = {
-        "task": task.id, "task_name": task.name, "lang": task.lang, "lm": lm, "pretrained": settings.pretrained,
+        "task": task.id, "task_name": task.name, "lang": task.lang, "lm": settings.lm_for(task), "pretrained": settings.pretrained,
         "n_train": len(data.train), "n_train_available": n_available, "n_test": len(data.test),
         "metric": task.metric, "dataset": task.hf_dataset or task.id, "split": "test",
         **{d: round(scores[d][task.metric], 4) if d in scores else None for d in ("fwd", "bwd", ENSEMBLE)},
@@ -181,7 +184,7 @@ def plot_learning_curves(rows: list[dict], out: Path, path: Path) -> None:
 
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 3 * len(rows)), squeeze=False)
     for (ax_lm, ax_clas), row in zip(axes, rows):
-        history = read_json(out / row["classifier"] / "metrics.json") or {}
+        history = ModelDir.open(out / row["classifier"]).metrics()
         for direction, epochs in _curves(history).items():
             lm = [e for e in epochs if e["stage"].startswith("lm")]
             clas = [e for e in epochs if not e["stage"].startswith("lm")]

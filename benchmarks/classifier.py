@@ -1,11 +1,10 @@
-"""The classifier directory and what a trained ULMFiT classifier does: predict, evaluate, describe itself.
+"""What a trained ULMFiT classifier does: predict, evaluate, record its scores.
 
-A classifier directory (what `ulmfit finetune` writes, what `ulmfit push` publishes) holds `config.json` (format
-`ulmfit-classifier`: language, tokenizer spec, architecture, labels, the language model it started from, the
-fine-tuning config, valid metrics and recorded `eval_results`), the tokenizer file (`spm.model` or the task's
-`vocab.json`), `fwd/model.safetensors` and `bwd/model.safetensors` (fastai's `get_text_classifier` state dicts),
-`labels.json`, `metrics.json` (per-epoch rows of every stage) and a `README.md` model card (`ulmfit.card`, which
-`ulmfit push` renders again with the Hub repository's name).
+Its directory (what `ulmfit finetune` writes, what `ulmfit push` publishes) is a model directory of format
+`ulmfit-classifier` (`ulmfit.pretrain.modeldir`): `config.json` (language, tokenizer spec, architecture, labels,
+the language model it started from, the fine-tuning config, valid metrics and recorded `eval_results`), the
+tokenizer, `fwd/` and `bwd/model.safetensors` (fastai's `get_text_classifier` state dicts), `labels.json`,
+`metrics.json` (per-epoch rows of every stage) and the model card.
 
 The forward and backward classifiers are ensembled by averaging their probabilities (softmax for single-label
 tasks, sigmoid for multi-label ones).
@@ -28,63 +27,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ulmfit import __version__
+from ulmfit.batching import batched
 from ulmfit.benchmarks.data import LabelledTexts
 from ulmfit.errors import UlmfitError
-from ulmfit.files import atomic_write_text, read_json, write_json
-from ulmfit.pretrain.modeldir import CONFIG, WEIGHTS, save_weights
+from ulmfit.pretrain.card import render_card
+from ulmfit.pretrain.modeldir import CLASSIFIER_FORMAT, ModelDir
 from ulmfit.pretrain.tokenizer import PAD, SPECIAL_TOKENS, UNK, TextTokenizer
-from ulmfit.card import CLASSIFIER_FORMAT, render_card
 
 log = logging.getLogger(__name__)
 
-FORMAT = CLASSIFIER_FORMAT
-FORMAT_VERSION = 1
-LABELS = "labels.json"
-METRICS = "metrics.json"
-CARD = "README.md"
 ENSEMBLE = "ensemble"
 METRIC_NAMES = ("accuracy", "macro_f1", "micro_f1")
 _METRIC_TITLES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "micro_f1": "Micro F1"}
 # An unknown-token share this far above the training text's means the text is not in the classifier's language.
 MISMATCH_MARGIN = 0.3
-
-
-def build_classifier(config: dict) -> torch.nn.Module:
-    """fastai's `get_text_classifier` (AWD-LSTM encoder through `SentenceEncoder`, concat-pooling head)."""
-    from fastai.text.models.awdlstm import AWD_LSTM
-    from fastai.text.models.core import get_text_classifier
-
-    head = config["head"]
-    return get_text_classifier(AWD_LSTM, config["vocab_size"], len(config["labels"]), seq_len=head["seq_len"],
-                               config=dict(config["arch"]), drop_mult=head["drop_mult"], max_len=head["max_len"])
-
-
-def read_classifier_config(path: Path | str) -> dict:
-    config = read_json(Path(path) / CONFIG)
-    if config is None:
-        raise UlmfitError(f"{path} is not a classifier directory: it has no readable {CONFIG}.")
-    if config.get("format") != FORMAT:
-        raise UlmfitError(f"{path} is not a ulmfit classifier (format {config.get('format')!r}); "
-                          "give a directory written by `ulmfit finetune`.")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise UlmfitError(f"{path} was written by a newer ulmfit (format version {config['format_version']}); "
-                          "upgrade ulmfit to read it.")
-    return config
-
-
-def save_classifier(directory: Path, models: dict[str, torch.nn.Module], config: dict, name: str) -> None:
-    """Write weights, `labels.json`, the model card (`ulmfit.card`, titled `name`) and `config.json` into `directory`
-    (which holds the tokenizer already).
-
-    `config.json` is written last: a directory without it is not a finished classifier.
-    """
-    for d, model in models.items():
-        save_weights(model, directory / d / WEIGHTS)
-    write_json(directory / LABELS, config["labels"])
-    config = config | {"ulmfit_version": __version__}
-    atomic_write_text(directory / CARD, str(render_card(config, name)))
-    write_json(directory / CONFIG, config)
 
 
 # --- metrics ----------------------------------------------------------------------------------------------------
@@ -104,27 +60,24 @@ def targets_array(labels: Sequence, classes: list[str], multi_label: bool) -> np
 
 
 def scores(targets: np.ndarray, probs: np.ndarray, multi_label: bool, threshold: float = 0.5) -> dict[str, float]:
-    """Accuracy, macro-F1 and micro-F1 of `probs` against `targets` (see `targets_array`).
+    """Accuracy, macro-F1 and micro-F1 of `probs` against `targets` (see `targets_array`), by scikit-learn.
 
-    Multi-label: a label is predicted at `threshold`; accuracy is exact-match (every label of a text right).
-    Macro-F1 averages the classes that occur in the targets or the predictions (as scikit-learn does for
-    single-label data); micro-F1 pools every decision (for single-label data it equals accuracy).
+    Multi-label: a label is predicted at `threshold`; accuracy is exact-match (every label of a text right), and
+    macro-F1 averages the labels that occur in the targets or the predictions, as it does for single-label data.
     """
-    n_class = probs.shape[1]
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if not len(targets):
+        return dict.fromkeys(METRIC_NAMES, 0.0)
     if multi_label:
-        truth, pred = targets.astype(bool), probs >= threshold
+        truth, pred = targets.astype(int), (probs >= threshold).astype(int)
+        present = np.flatnonzero(truth.any(0) | pred.any(0))
     else:
-        eye = np.eye(n_class, dtype=bool)
-        truth, pred = eye[targets], eye[probs.argmax(1)]
-    tp = (truth & pred).sum(0)
-    fp = (~truth & pred).sum(0)
-    fn = (truth & ~pred).sum(0)
-    present = (tp + fp + fn) > 0
-    f1 = 2 * tp[present] / (2 * tp[present] + fp[present] + fn[present])
-    micro_den = 2 * tp.sum() + fp.sum() + fn.sum()
-    return {"accuracy": float((truth == pred).all(1).mean()) if len(truth) else 0.0,
-            "macro_f1": float(f1.mean()) if present.any() else 0.0,
-            "micro_f1": float(2 * tp.sum() / micro_den) if micro_den else 0.0}
+        truth, pred = targets, probs.argmax(1)
+        present = np.union1d(truth, pred)
+    macro = f1_score(truth, pred, labels=present, average="macro", zero_division=0) if len(present) else 0.0
+    return {"accuracy": float(accuracy_score(truth, pred)), "macro_f1": float(macro),
+            "micro_f1": float(f1_score(truth, pred, average="micro", zero_division=0))}
 
 
 # --- the classifier ---------------------------------------------------------------------------------------------
@@ -133,31 +86,25 @@ class Classifier:
     """A trained ULMFiT text classifier: one model per direction, its tokenizer and its config."""
 
     def __init__(self, models: dict[str, torch.nn.Module], tokenizer: TextTokenizer, config: dict,
-                 path: Path | None = None):
+                 model_dir: ModelDir | None = None):
         self.models = {d: m.eval() for d, m in models.items()}
-        self.tokenizer, self.config, self.path = tokenizer, config, path
+        self.tokenizer, self.config, self.model_dir = tokenizer, config, model_dir
         self._unknown = UnknownTokens(tokenizer)
 
     @classmethod
     def from_pretrained(cls, spec: str | Path, revision: str | None = None, cache_dir: str | Path | None = None,
                         local_files_only: bool = False, device: str | torch.device = "cpu") -> "Classifier":
         """A classifier directory, or a Hub repository in that format (`hf-hub:ORG/NAME[@REVISION]`)."""
-        from safetensors.torch import load_model
+        from ulmfit.zoo.pretrained import open_model
 
-        from ulmfit.zoo.pretrained import resolve_model
-
-        path = resolve_model(spec, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-        config = read_classifier_config(path)
-        tokenizer = TextTokenizer.from_dir(path)
+        model_dir = open_model(spec, revision, cache_dir, local_files_only, kind=CLASSIFIER_FORMAT)
         models = {}
-        for d in config["directions"]:
-            file = path / d / WEIGHTS
-            if not file.is_file():
-                raise UlmfitError(f"{path} lacks {d}/{WEIGHTS}, which its config lists; download or train it again.")
-            model = build_classifier(config)
-            load_model(model, str(file), device=str(device))
-            models[d] = model.to(device)
-        return cls(models, tokenizer, config, Path(path))
+        for d in model_dir.directions:
+            if not model_dir.weights(d).is_file():
+                raise UlmfitError(f"{model_dir.path} lacks {d}/{model_dir.weights(d).name}, which its config lists; "
+                                  "download or train it again.")
+            models[d] = model_dir.load_classifier(d, device)
+        return cls(models, model_dir.tokenizer, model_dir.config, model_dir)
 
     @property
     def labels(self) -> list[str]:
@@ -228,7 +175,7 @@ class Classifier:
         return result
 
     def _record(self, values: dict, dataset: dict | None) -> None:
-        if self.path is None:
+        if self.model_dir is None:
             raise UlmfitError("record=True needs a classifier loaded from a directory (Classifier.from_pretrained).")
         missing = [k for k in ("dataset_name", "dataset_type") if not (dataset or {}).get(k)]
         if missing:
@@ -242,8 +189,7 @@ class Classifier:
         rows += [base | {"metric_type": k, "metric_name": _METRIC_TITLES[k], "metric_value": round(v, 6)}
                  for k, v in values.items()]
         self.config["eval_results"] = rows
-        atomic_write_text(self.path / CARD, str(render_card(self.config, self.path.resolve().name)))
-        write_json(self.path / CONFIG, self.config)
+        self.model_dir.finish(self.config, render_card(self.config, self.model_dir.path.resolve().name))
 
     # -- internals --
 
@@ -375,7 +321,7 @@ def predict_csv(classifier: Classifier, src: Path | str, dest: Path | str, text_
         writer = csv.DictWriter(fout, fieldnames=[*reader.fieldnames, *new_cols])
         writer.writeheader()
         try:
-            for rows in _chunks(reader, chunk):
+            for rows in batched(reader, chunk):
                 keep = [i for i, row in enumerate(rows) if (row[text_col] or "").strip()]
                 if keep:
                     probs = classifier.predict_proba([rows[i][text_col] for i in keep], direction=direction, bs=bs)
@@ -395,14 +341,3 @@ def predict_csv(classifier: Classifier, src: Path | str, dest: Path | str, text_
         log.warning("%d of %d rows have an empty '%s' and were skipped (their prediction columns are blank)",
                     counts["empty"], counts["rows"], text_col)
     return counts
-
-
-def _chunks(rows: Iterable[dict], size: int) -> Iterable[list[dict]]:
-    batch: list[dict] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

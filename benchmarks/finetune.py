@@ -18,10 +18,8 @@ what pretraining brings. The result is a classifier directory (see `classifier.p
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import sys
 import time
 from dataclasses import dataclass, replace
 from functools import partial
@@ -36,16 +34,24 @@ from tqdm.auto import tqdm
 from ulmfit.benchmarks import classifier as clf
 from ulmfit.benchmarks.data import ClassificationData, LabelledTexts, check_data
 from ulmfit.config import CONFIGS as PRETRAIN_CONFIGS
-from ulmfit.config import config_dict, load_config
+from ulmfit.config import OptimSettings, load_config
 from ulmfit.errors import UlmfitError
-from ulmfit.files import atomic_write_text, file_digest, write_json
 from ulmfit.langs import get_lang
 from ulmfit.langs.rules import default_rules
-from ulmfit.pretrain import modeldir
+from ulmfit.pretrain.card import license_of, render_card
 from ulmfit.pretrain.loader import StreamLoader
-from ulmfit.pretrain.tokenizer import PAD, SP_MODEL, SPECIAL_TOKENS, WORD_VOCAB, TextTokenizer, ids_dtype
-from ulmfit.pretrain.train import Dist, apply_mixed_precision, finite_or_none, release_freed_memory, select_device
-from ulmfit.card import license_of
+from ulmfit.pretrain.modeldir import (
+    CLASSIFIER_FORMAT,
+    CLASSIFIER_FORMAT_VERSION,
+    DIRECTIONS,
+    FORMAT,
+    ModelDir,
+    build_classifier,
+    build_language_model,
+    language_model_config,
+)
+from ulmfit.pretrain.tokenizer import PAD, WORD_VOCAB, TextTokenizer, ids_dtype
+from ulmfit.training import build_learner, finite_or_none, release_freed_memory, select_device
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +59,9 @@ SIZE_KEYS = ("emb_sz", "n_hid", "n_layers", "pad_token", "bidir")  # the classif
 
 
 @dataclass
-class FinetuneConfig:
-    """Every knob of stages 2 and 3. The defaults are fastai's ULMFiT recipe (the `paper` config)."""
+class FinetuneConfig(OptimSettings):
+    """Every knob of stages 2 and 3. The defaults are fastai's ULMFiT recipe (the `paper` config); the optimiser
+    settings (momentum, Adam's beta2, weight decay, AR/TAR, mixed precision, seed) are pretraining's."""
 
     # stage 2: language-model fine-tuning on the task's text
     lm_bs: int = 64
@@ -81,18 +88,7 @@ class FinetuneConfig:
     min_freq: int = 2
     # the architecture (a pretraining config name) when there is no language model at all (lm=None)
     arch: str = "paper"
-    # optimisation, both stages: AdamW, AR/TAR (RNNRegularizer), gradient clipping (0: none)
-    moms: tuple[float, float, float] = (0.8, 0.7, 0.8)
-    adam_beta2: float = 0.99
-    wd: float = 0.1
-    alpha: float = 2.0
-    beta: float = 1.0
-    clip: float = 0.0
-    mixed_precision: str = "auto"  # on CUDA: auto (bf16 where supported, else fp16), bf16, fp16, no
-    seed: int = 42
-
-    def to_dict(self) -> dict:
-        return config_dict(self)
+    clip: float = 0.0  # fastai's fine-tuning recipe clips no gradients
 
 
 FINETUNE_CONFIGS: dict[str, dict[str, Any]] = {
@@ -115,7 +111,7 @@ def load_finetune_config(name: str | Path = "paper",
     return cfg
 
 
-def finetune(lm: str | Path | None, data: ClassificationData, out: Path | str, config: FinetuneConfig,
+def finetune(lm: str | Path | ModelDir | None, data: ClassificationData, out: Path | str, config: FinetuneConfig,
              directions: Sequence[str] | str = ("fwd", "bwd"), pretrained: bool = True,
              device: str | None = None) -> Path:
     """Fine-tune `lm` on `data`'s text, train the classifiers, write the classifier directory `out`; returns it.
@@ -131,12 +127,12 @@ def finetune(lm: str | Path | None, data: ClassificationData, out: Path | str, c
         raise UlmfitError(f"{out} already exists; choose a new output directory or remove it.")
     data = _checked(data, config)
     start = _starting_point(lm, data.lang, pretrained, config)
-    dev = select_device(device, Dist())
+    dev = select_device(device)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        _build(start, data, tmp, out.resolve().name, config, directions, dev)
+        _build(start, data, ModelDir(tmp, {}), out.resolve().name, config, directions, dev)
         if out.exists():
             out.rmdir()
         tmp.rename(out)
@@ -149,51 +145,49 @@ def finetune(lm: str | Path | None, data: ClassificationData, out: Path | str, c
 
 # --- where the language model comes from --------------------------------------------------------------------------
 
-def lm_language(lm: str | Path) -> str:
-    """The language code of a language model spec (what a task without `--lang` is taken to be in)."""
-    from ulmfit.zoo.pretrained import resolve_model
+def open_lm(lm: str | Path | ModelDir) -> ModelDir:
+    """The language model a spec names (a catalogue name, `hf-hub:ORG/NAME`, `ORG/NAME` or a model directory),
+    downloaded where needed; a `ModelDir` is taken as it is."""
+    if isinstance(lm, ModelDir):
+        return lm
+    from ulmfit.zoo.pretrained import open_model
 
-    return modeldir.read_config(resolve_model(lm))["lang"]
+    return open_model(lm, kind=FORMAT)
 
 
 @dataclass
 class _Start:
-    """The language model to start from: its directory (None without one), its config, what the card says of it."""
+    """The language model to start from (None without one), its config, what the card says of it."""
 
-    lm_dir: Path | None
+    lm: ModelDir | None
     lm_config: dict
     pretrained: bool
     info: dict
 
 
-def _starting_point(lm: str | Path | None, lang: str, pretrained: bool, cfg: FinetuneConfig) -> _Start:
+def _starting_point(lm: str | Path | ModelDir | None, lang: str, pretrained: bool, cfg: FinetuneConfig) -> _Start:
     if lm is None:
         if pretrained:
             raise UlmfitError("give a language model to start from (a catalogue name, hf-hub:ORG/NAME or a model "
                               "directory), or train without pretraining (--no-pretrain).")
         language = get_lang(lang)
-        arch = load_config(cfg.arch).arch()
-        config = {"format": modeldir.FORMAT, "architecture": "AWD_LSTM", "arch": arch, "drop_mult": 1.0,
-                  "lang": language.code, "vocab_size": None,
-                  "tokenizer": {"type": "word", "file": WORD_VOCAB, "rules": default_rules(language, "word"),
-                                "special_tokens": SPECIAL_TOKENS}}
-        return _Start(None, config, False, {"spec": None, "pretrained": False, "arch": arch})
-    from ulmfit.zoo.pretrained import resolve_model
-
-    lm_dir = resolve_model(lm)
-    config = modeldir.read_config(lm_dir)
+        config = language_model_config(load_config(cfg.arch), None, language.code, {
+            "type": "word", "file": WORD_VOCAB, "rules": default_rules(language, "word")})
+        return _Start(None, config, False, {"spec": None, "pretrained": False, "arch": config["arch"]})
+    model = open_lm(lm)
+    config = model.config
     if get_lang(config["lang"]).code != get_lang(lang).code:
-        raise UlmfitError(f"the language model {lm} is for '{config['lang']}' but the task is in '{lang}'; "
+        raise UlmfitError(f"the language model {model.spec} is for '{config['lang']}' but the task is in '{lang}'; "
                           "use a language model of the task's language.")
-    info = {"spec": str(lm), "pretrained": pretrained, "lang": config["lang"],
+    info = {"spec": model.spec, "repo_id": model.repo_id, "pretrained": pretrained, "lang": config["lang"],
             "tokenizer": config["tokenizer"]["type"], "vocab_size": config["vocab_size"], "arch": config["arch"],
             "corpus": config.get("corpus"), "metrics": config.get("metrics")}
-    return _Start(Path(lm_dir), config, pretrained, info)
+    return _Start(model, config, pretrained, info)
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
 
-def _build(start: _Start, data: ClassificationData, out: Path, name: str, cfg: FinetuneConfig,
+def _build(start: _Start, data: ClassificationData, out: ModelDir, name: str, cfg: FinetuneConfig,
            directions: list[str], dev: torch.device) -> None:
     from fastai.torch_core import set_seed
 
@@ -217,11 +211,11 @@ def _build(start: _Start, data: ClassificationData, out: Path, name: str, cfg: F
         log.warning("%.0f%% of the train text's tokens are unknown to the %s tokenizer: is the text in %s?",
                     100 * unknown_rate, start.lm_config["lang"], get_lang(start.lm_config["lang"]).name)
 
-    work = out / "work"
+    work = out.path / "work"
     lm_tokens = _write_lm_stream(work, [*train_ids, *valid_ids, *other_ids], cfg)
     config = {
-        "format": clf.FORMAT,
-        "format_version": clf.FORMAT_VERSION,
+        "format": CLASSIFIER_FORMAT,
+        "format_version": CLASSIFIER_FORMAT_VERSION,
         "lang": start.lm_config["lang"],
         "tokenizer": tok_spec,
         "architecture": "AWD_LSTM",
@@ -255,8 +249,10 @@ def _build(start: _Start, data: ClassificationData, out: Path, name: str, cfg: F
     for k, m in config["metrics"].items():
         log.info("valid %s: accuracy %.4f, macro F1 %.4f", k, m["accuracy"], m["macro_f1"])
     shutil.rmtree(work)
-    write_json(out / clf.METRICS, {"history": history, "valid": config["metrics"]})
-    clf.save_classifier(out, {d: m.cpu() for d, m in models.items()}, config, name)
+    for d, model in models.items():
+        out.save_weights(d, model.cpu())
+    out.write_metrics({"history": history, "valid": config["metrics"]})
+    out.finish(config, render_card(config, name))
 
 
 def _hold_out(train: LabelledTexts, frac: float, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
@@ -269,22 +265,21 @@ def _hold_out(train: LabelledTexts, frac: float, seed: int) -> tuple[LabelledTex
     return pick(sorted(order[n:])), pick(sorted(order[:n]))
 
 
-def _task_tokenizer(start: _Start, texts: list[str], out: Path,
+def _task_tokenizer(start: _Start, texts: list[str], out: ModelDir,
                     cfg: FinetuneConfig) -> tuple[TextTokenizer, dict, Any]:
     """The classifier's tokenizer, written into `out`: the model's SentencePiece file, or a task vocabulary
     (fastai's `make_vocab` over the task's words, tokenized with the model's rules)."""
     spec = dict(start.lm_config["tokenizer"])
     lang = get_lang(start.lm_config["lang"])
     if spec["type"] == "sentencepiece":
-        shutil.copyfile(start.lm_dir / spec["file"], out / SP_MODEL)
-        return TextTokenizer("sentencepiece", lang, spec["rules"], out / SP_MODEL), spec | {"file": SP_MODEL}, None
+        spec |= out.write_tokenizer("sentencepiece", start.lm.tokenizer_file)
+        return TextTokenizer("sentencepiece", lang, spec["rules"], out.path / spec["file"]), spec, None
     from ulmfit.zoo.remap import task_vocab
 
     itos, counts = task_vocab(texts, start.lm_config, cfg.max_vocab, cfg.min_freq)
-    atomic_write_text(out / WORD_VOCAB, json.dumps(itos, ensure_ascii=False))
-    spec |= {"file": WORD_VOCAB, "hash": "sha256:" + file_digest(out / WORD_VOCAB)}
+    spec |= out.write_tokenizer("word", itos)
     log.info("task vocabulary: %d tokens from %d texts (min_freq %d)", len(itos), len(texts), cfg.min_freq)
-    return TextTokenizer("word", lang, spec["rules"], out / WORD_VOCAB), spec, counts
+    return TextTokenizer("word", lang, spec["rules"], out.path / spec["file"]), spec, counts
 
 
 def _encode(tokenizer: TextTokenizer, dtype: np.dtype, texts: list[str], what: str) -> list[np.ndarray]:
@@ -313,40 +308,23 @@ def _initial_lm(start: _Start, direction: str, tokenizer: TextTokenizer, counts,
                 cfg: FinetuneConfig, config: dict) -> torch.nn.Module:
     """The stage-2 starting model: the pretrained weights (moved into the task vocabulary for word-level models),
     or random ones of the same shape."""
-    model = modeldir.build_language_model(start.lm_config | {"vocab_size": vocab_size, "drop_mult": cfg.lm_drop_mult})
+    model = build_language_model(start.lm_config | {"vocab_size": vocab_size, "drop_mult": cfg.lm_drop_mult})
     if not start.pretrained:
         return model
     if tokenizer.kind == "word":
         from ulmfit.zoo.remap import remap_language_model
 
-        pretrained, coverage = remap_language_model(start.lm_dir, direction, tokenizer.itos, counts)
+        pretrained, coverage = remap_language_model(start.lm, direction, tokenizer.itos, counts)
         config["lm"]["coverage"] = dict(vars(coverage), token_share=round(coverage.token_share, 6),
                                         occurrence_share=finite_or_none(coverage.occurrence_share))
         log.info("%s model: %s", direction, coverage)
     else:
-        pretrained, _ = modeldir.load_language_model(start.lm_dir, direction)
+        pretrained = start.lm.load_language_model(direction)
     model.load_state_dict(pretrained.state_dict())
     return model
 
 
 # --- training -----------------------------------------------------------------------------------------------------
-
-def _learner(dls, model: torch.nn.Module, cfg: FinetuneConfig, dev: torch.device, **kwargs):
-    """fastai's `TextLearner` (AR/TAR, hidden-state reset) with the recipe's optimizer; quiet off a terminal."""
-    import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
-    from fastai.callback.training import GradientClip
-    from fastai.optimizer import Adam
-    from fastai.text.learner import TextLearner
-
-    learn = TextLearner(dls, model.to(dev), alpha=cfg.alpha, beta=cfg.beta, moms=cfg.moms,
-                        opt_func=partial(Adam, sqr_mom=cfg.adam_beta2, wd=cfg.wd), wd=cfg.wd,
-                        cbs=[GradientClip(cfg.clip)] if cfg.clip else None, **kwargs)
-    if not sys.stdout.isatty():  # fastprogress would print every update into a log file
-        learn.remove_cb(learn.progress)
-        learn.logger = lambda row: None  # EpochRows logs each epoch
-    apply_mixed_precision(learn, cfg, dev)
-    return learn
-
 
 def _fit(learn, stage: str, direction: str, epochs: int, lr, history: list[dict], knobs: str) -> None:
     if epochs <= 0:
@@ -397,8 +375,9 @@ def _fit_language_model(model: torch.nn.Module, work: Path, dtype: np.dtype, dir
                             backwards=backwards, seed=cfg.seed, device=dev)
     valid_dl = StreamLoader(work / "lm-valid.bin", dtype.name, valid_bs, cfg.lm_bptt, train=False,
                             backwards=backwards, device=dev)
-    learn = _learner(DataLoaders(train_dl, valid_dl, device=dev), model, cfg, dev, path=work,
-                     loss_func=CrossEntropyLossFlat(), metrics=[accuracy, Perplexity()], splitter=awd_lstm_lm_split)
+    learn = build_learner(DataLoaders(train_dl, valid_dl, device=dev), model, cfg, dev, path=work,
+                          loss_func=CrossEntropyLossFlat(), metrics=[accuracy, Perplexity()],
+                          splitter=awd_lstm_lm_split)
     knobs = "lm_bs or lm_bptt"
     learn.freeze()
     _fit(learn, "lm-frozen", direction, cfg.lm_epochs_frozen, cfg.lm_lr_frozen, history, knobs)
@@ -431,7 +410,7 @@ def _fit_classifier(encoder: dict, config: dict, train: tuple, valid: tuple, dir
     from fastai.text.models.awdlstm import awd_lstm_clas_split
 
     multi = config["multi_label"]
-    model = clf.build_classifier(config)
+    model = build_classifier(config)
     model[0].module.load_state_dict(encoder)
     pad = partial(pad_input_chunk, pad_idx=PAD, pad_first=True, seq_len=cfg.clas_bptt)
 
@@ -450,9 +429,7 @@ def _fit_classifier(encoder: dict, config: dict, train: tuple, valid: tuple, dir
         loss = CrossEntropyLossFlat()
     metrics = [AccumMetric(partial(_epoch_score, name, multi), flatten=False, name=name)
                for name in ("accuracy", "macro_f1")]
-    learn = _learner(dls, model, cfg, dev, path=Path("."), loss_func=loss, metrics=metrics,
-                     splitter=awd_lstm_clas_split)
-    learn.create_opt()
+    learn = build_learner(dls, model, cfg, dev, loss_func=loss, metrics=metrics, splitter=awd_lstm_clas_split)
     groups = len(learn.opt.param_lists)
     for step, (lr, epochs) in enumerate(zip(cfg.clas_lrs, cfg.clas_epochs)):
         if step == len(cfg.clas_lrs) - 1 or step + 1 >= groups:
@@ -475,7 +452,7 @@ def _epoch_score(name: str, multi_label: bool, preds: torch.Tensor, targs: torch
 def _directions(directions: Sequence[str] | str) -> list[str]:
     if isinstance(directions, str):
         directions = {"both": ["fwd", "bwd"]}.get(directions, [directions])
-    bad = [d for d in directions if d not in modeldir.DIRECTIONS]
+    bad = [d for d in directions if d not in DIRECTIONS]
     if bad or not directions:
         raise UlmfitError(f"direction must be fwd, bwd or both, not {', '.join(bad) or 'nothing'}.")
     return list(dict.fromkeys(directions))

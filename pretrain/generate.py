@@ -1,11 +1,8 @@
 """Text generation with a forward language model: the "writing bot" use of a pretrained LM."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from ulmfit.pretrain.modeldir import load_language_model
 from ulmfit.pretrain.tokenizer import BOS, PAD, UNK, TextTokenizer
 
 
@@ -38,10 +35,3 @@ def continue_text(model: torch.nn.Module, tok: TextTokenizer, prompt: str, words
             new.append(nxt)
             logits = model(torch.tensor([[nxt]], device=device))[0][0, -1]
     return tok.decode(ids + new)
-
-
-def generate(model_dir: Path | str, prompt: str, words: int = 50, temperature: float = 0.8, top_k: int = 40,
-             seed: int | None = None, device: str = "cpu") -> str:
-    """`continue_text` with the forward model of a local model directory."""
-    model, _ = load_language_model(model_dir, "fwd", device)
-    return continue_text(model, TextTokenizer.from_dir(model_dir), prompt, words, temperature, top_k, seed)

@@ -5,7 +5,6 @@ Each source yields batches of raw documents for the cleaning workers and keeps c
 """
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +12,13 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
+from ulmfit.batching import batched
 from ulmfit.errors import UlmfitError
 from ulmfit.files import open_compressed_text
 from ulmfit.langs import Language
+from ulmfit.langs.base import HF_WIKIPEDIA
 from ulmfit.pretrain.clean import CleanConfig
+from ulmfit.pretrain.corpus import blocks
 from ulmfit.pretrain.dump import DumpReader
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,9 @@ def _file_identity(path: Path) -> dict:
 class DumpSource(Source):
     path: Path = Path()
     url: str | None = None
+    sample: bool = False  # one of the sample dumps shipped with the package
     reader: DumpReader | None = None
+    config: CleanConfig | None = None  # from the dump's siteinfo, read before the first page
 
     def identity(self) -> dict:
         return {"type": "wikipedia-dump", **_file_identity(self.path)}
@@ -71,6 +75,7 @@ class DumpSource(Source):
             "type": "wikipedia-dump",
             "path": str(self.path.resolve()),
             "url": self.url,
+            **({"sample": True} if self.sample else {}),
             "dbname": info.dbname if info else None,
             "dump_date": info.dump_date if info else None,
             "pages": info.pages if info else None,
@@ -81,25 +86,24 @@ class DumpSource(Source):
         total = self.path.stat().st_size
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"reading {self.path.name}", disable=None) as bar:
             self.reader = DumpReader(self.path, progress=bar.update)
-            config: CleanConfig | None = None
-            docs: list[RawDoc] = []
-            for page in self.reader:
-                if config is None:
-                    config = CleanConfig.for_dump(self.reader.info.namespaces, self.lang.disambiguation, self.min_chars)
-                    self._check_language()
-                if page.ns != 0:
-                    self._skip("other_namespace")
-                elif page.redirect:
-                    self._skip("redirect")
-                elif not page.text.strip():
-                    self._skip("empty")
-                else:
-                    docs.append((page.title, page.text, "wikitext"))
-                    if len(docs) >= size:
-                        yield Batch(docs, config)
-                        docs = []
-            if docs:
-                yield Batch(docs, config)
+            for docs in batched(self._articles(), size):
+                yield Batch(docs, self.config)
+
+    def _articles(self) -> Iterator[RawDoc]:
+        """The namespace-0 pages with text that are not redirects."""
+        for page in self.reader:
+            if self.config is None:
+                self.config = CleanConfig.for_dump(self.reader.info.namespaces, self.lang.disambiguation,
+                                                   self.min_chars)
+                self._check_language()
+            if page.ns != 0:
+                self._skip("other_namespace")
+            elif page.redirect:
+                self._skip("redirect")
+            elif not page.text.strip():
+                self._skip("empty")
+            else:
+                yield page.title, page.text, "wikitext"
 
     def _check_language(self) -> None:
         dbname = self.reader.info.dbname
@@ -112,7 +116,7 @@ class DumpSource(Source):
 class HubSource(Source):
     """`wikimedia/wikipedia` (or another dataset with `title` and `text` columns, or a local folder of one)."""
 
-    dataset: str = "wikimedia/wikipedia"
+    dataset: str = HF_WIKIPEDIA
     config_name: str | None = None
 
     def identity(self) -> dict:
@@ -135,16 +139,14 @@ class HubSource(Source):
                 "without network use a local dump with --dump PATH, or set HF_HUB_OFFLINE=1 to use the cache."
             ) from e
         config = CleanConfig.for_dump({}, (), self.min_chars)
-        docs: list[RawDoc] = []
+        for docs in batched(self._rows(rows), size):
+            yield Batch(docs, config)
+
+    def _rows(self, rows) -> Iterator[RawDoc]:
         for row in tqdm(rows, desc=f"reading {self.dataset}", unit=" articles", disable=None):
             if "text" not in row:
                 raise UlmfitError(f"the dataset {self.dataset} has no `text` column (its columns: {sorted(row)}).")
-            docs.append((row.get("title") or "", row["text"], "plain"))
-            if len(docs) >= size:
-                yield Batch(docs, config)
-                docs = []
-        if docs:
-            yield Batch(docs, config)
+            yield row.get("title") or "", row["text"], "plain"
 
 
 @dataclass
@@ -171,25 +173,11 @@ class TextSource(Source):
 
     def batches(self, size: int) -> Iterator[Batch]:
         config = CleanConfig.for_dump({}, (), self.min_chars)
-        docs: list[RawDoc] = []
-        for path in tqdm(self.files(), desc="reading text files", unit=" files", disable=None):
-            with open_compressed_text(path, errors="replace") as f:
-                for block in _blocks(f):
-                    docs.append(("", block, "plain"))
-                    if len(docs) >= size:
-                        yield Batch(docs, config)
-                        docs = []
-        if docs:
+        for docs in batched(self._blocks(), size):
             yield Batch(docs, config)
 
-
-def _blocks(lines: io.TextIOBase) -> Iterator[str]:
-    block: list[str] = []
-    for line in lines:
-        if line.strip():
-            block.append(line.rstrip("\n"))
-        elif block:
-            yield "\n".join(block)
-            block = []
-    if block:
-        yield "\n".join(block)
+    def _blocks(self) -> Iterator[RawDoc]:
+        for path in tqdm(self.files(), desc="reading text files", unit=" files", disable=None):
+            with open_compressed_text(path, errors="replace") as f:
+                for block in blocks(f):
+                    yield "", block, "plain"

@@ -16,6 +16,7 @@ import numpy as np
 import sentencepiece as spm
 
 from ulmfit.errors import UlmfitError
+from ulmfit.files import atomic_write_text
 from ulmfit.langs import Language
 from ulmfit.langs.rules import make_preprocessor
 
@@ -96,6 +97,11 @@ class WordTokenizer:
         return [list(toks) for toks in self.tok(self.preprocess(t) for t in texts)]
 
 
+def write_word_vocab(path: Path, itos: list[str]) -> None:
+    """A word vocabulary as `vocab.json`: a JSON list, one token per line (never a pickle)."""
+    atomic_write_text(path, json.dumps(itos, ensure_ascii=False, indent=0) + "\n")
+
+
 def load_word_vocab(path: Path) -> list[str]:
     itos = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(itos, list) or itos[: len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
@@ -126,8 +132,11 @@ _UP = re.compile(r"xxup\s*(\S+)")
 
 class TextTokenizer:
     """Text ↔ ids for a corpus or model directory: the same normalisation, rules and vocabulary as training.
+    `Corpus.tokenizer()` and `ModelDir.tokenizer` build it from their own files.
 
-    `decode` undoes what it can of the rules (case markers, repetition markers) to give readable text.
+    `decode` undoes what it can of the rules (case markers, repetition markers) to give readable text. fastai's
+    `decode_spec_tokens` would do the same, but it never resets after `xxrep`/`xxwrep`, so every token after the
+    first repetition comes out repeated (fastai 2.8.12); hence the few lines here.
     """
 
     def __init__(self, kind: str, lang: Language, rules: list[str], path: Path):
@@ -140,25 +149,6 @@ class TextTokenizer:
             self.itos = load_word_vocab(path)
             self.stoi = {t: i for i, t in enumerate(self.itos)}
             self._segment = None  # the word segmenter, loaded on first use (spaCy, pythainlp, jieba)
-
-    @classmethod
-    def from_dir(cls, path: Path | str) -> "TextTokenizer":
-        """From a model directory (`config.json`) or a corpus directory (`meta.json`)."""
-        from ulmfit.langs import get_lang
-
-        path = Path(path)
-        if (path / "config.json").is_file():
-            spec = json.loads((path / "config.json").read_text(encoding="utf-8"))
-            lang, tok = spec["lang"], spec["tokenizer"]
-            kind, rules, file = tok["type"], tok["rules"], tok["file"]
-        elif (path / "meta.json").is_file():
-            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-            lang, kind, rules, file = meta["lang"], meta["tokenizer"], meta["rules"], meta["tokenizer_file"]
-        else:
-            raise UlmfitError(f"{path} has neither config.json nor meta.json; it is not a model or corpus directory.")
-        if not (path / file).is_file():
-            raise UlmfitError(f"{path} lacks its tokenizer file {file}.")
-        return cls(kind, get_lang(lang), rules, path / file)
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -177,27 +167,38 @@ class TextTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids if int(i) not in (PAD, BOS, EOS)]
-        if self.kind == "sentencepiece":
-            # case markers, for models trained with fastai's case rules on SentencePiece (fastai_ulmfit's)
-            text = _UP.sub(lambda m: m.group(1).upper(), _MAJ.sub(lambda m: m.group(1).upper(), self.sp.decode(ids)))
-        else:
-            text = self._join_words([self.itos[i] for i in ids])
+        if self.kind == "word":
+            return self._join_words(_expand_markers([self.itos[i] for i in ids]))
+        # case markers, for models trained with fastai's case rules on SentencePiece (fastai_ulmfit's)
+        text = _UP.sub(lambda m: m.group(1).upper(), _MAJ.sub(lambda m: m.group(1).upper(), self.sp.decode(ids)))
         text = _WREP.sub(lambda m: " ".join([m.group(2)] * int(m.group(1))), text)
         return _REP.sub(lambda m: m.group(2) * int(m.group(1)), text)
 
-    def _join_words(self, tokens: list[str]) -> str:
-        words, case = [], None
-        for tok in tokens:
-            if tok in ("xxmaj", "xxup"):
-                case = tok
-                continue
-            if case == "xxmaj":
-                tok = tok[:1].upper() + tok[1:]
-            elif case == "xxup":
-                tok = tok.upper()
-            case = None
-            words.append(tok)
+    def _join_words(self, words: list[str]) -> str:
         text = self.lang.word_joiner.join(words)
         if self.lang.word_joiner == " ":
             text = _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", text)).replace(" \n ", "\n")
         return text
+
+
+def _expand_markers(tokens: list[str]) -> list[str]:
+    """fastai's case markers (`xxmaj`, `xxup`), then its repetition markers (`xxrep N c`, `xxwrep N w`), applied
+    to the tokens that follow them, in the reverse of the order the rules added them."""
+    cased, case = [], None
+    for tok in tokens:
+        if tok in ("xxmaj", "xxup"):
+            case = tok
+            continue
+        cased.append(tok[:1].upper() + tok[1:] if case == "xxmaj" else tok.upper() if case == "xxup" else tok)
+        case = None
+    out, i = [], 0
+    while i < len(cased):
+        tok = cased[i]
+        if tok in ("xxrep", "xxwrep") and i + 2 < len(cased) and cased[i + 1].isdigit():
+            n, word = int(cased[i + 1]), cased[i + 2]
+            out += [word * n] if tok == "xxrep" else [word] * n
+            i += 3
+        else:
+            out.append(tok)
+            i += 1
+    return out

@@ -11,8 +11,8 @@ __all__ = ["Classifier", "Language", "PrepareOptions", "UlmfitError", "__version
 
 # Names that import fastai (and so torch): loaded on first use, not on `import ulmfit`.
 _LAZY = {
-    "prepare_corpus": ("ulmfit.pretrain.corpus", "prepare_corpus"),
-    "PrepareOptions": ("ulmfit.pretrain.corpus", "PrepareOptions"),
+    "prepare_corpus": ("ulmfit.pretrain.prepare", "prepare_corpus"),
+    "PrepareOptions": ("ulmfit.pretrain.prepare", "PrepareOptions"),
     "from_pretrained": ("ulmfit.zoo.pretrained", "from_pretrained"),
     "list_models": ("ulmfit.zoo.catalogue", "list_models"),
     "model_info": ("ulmfit.zoo.catalogue", "get_entry"),

@@ -70,7 +70,8 @@ def prepare(
     cache_dir: Optional[Path] = typer.Option(None, help="Where downloaded dumps are kept [default: ~/.cache/ulmfit/dumps]."),
 ) -> None:
     """Turn a Wikipedia dump (or text) into a training corpus: cleaned text, tokenizer, token ids, meta.json."""
-    from ulmfit.pretrain.corpus import PrepareOptions, prepare_corpus
+    from ulmfit.pretrain.prepare import PrepareOptions, prepare_corpus
+    from ulmfit.spec import model_name
 
     if lang is None:
         if not sample:
@@ -79,9 +80,9 @@ def prepare(
     options = run(PrepareOptions, tokenizer=tokenizer, vocab_size=vocab_size, min_freq=min_freq,
                   valid_frac=valid_frac, max_tokens=max_tokens, min_chars=min_chars)
     if out is None:
-        source = "sample" if sample else "text" if text else "wiki"
-        tok = f"sp{options.vocab_size // 1000}k" if tokenizer == "sentencepiece" else f"word{options.vocab_size // 1000}k"
-        out = Path("corpora") / f"{lang}-{source}-{tok}"
+        source = "sample" if sample else "text" if text else "hub" if hf_dataset and "wikipedia" not in hf_dataset \
+            else "wiki"
+        out = Path("corpora") / model_name(lang, source, tokenizer, options.vocab_size)
     meta = run(prepare_corpus, lang, out, dump=dump, hf_dataset=hf_dataset, text=text, sample=sample,
                options=options, workers=workers, cache_dir=cache_dir)
     typer.echo(f"corpus: {out}")
@@ -208,13 +209,13 @@ def remap(
     """Move a word-level model into a task vocabulary; new tokens get the mean embedding row."""
     import json
 
-    from ulmfit.pretrain.modeldir import read_config
-    from ulmfit.zoo.pretrained import resolve_model
+    from ulmfit.pretrain.modeldir import FORMAT
+    from ulmfit.zoo.pretrained import open_model
     from ulmfit.zoo.remap import remap_model_dir, task_vocab
 
     if (vocab is None) == (not texts):
         _fail("give the task vocabulary as --vocab FILE.json or --texts FILE (one of them).")
-    path = run(resolve_model, model)
+    lm = run(open_model, model, kind=FORMAT)
     counts = None
     try:
         if vocab is not None:
@@ -223,10 +224,10 @@ def remap(
                 raise ValueError("not a list of strings")
         else:
             lines = [line for f in texts for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-            itos, counts = run(task_vocab, lines, run(read_config, path), max_vocab, min_freq)
+            itos, counts = run(task_vocab, lines, lm.config, max_vocab, min_freq)
     except (OSError, ValueError) as e:
         _fail(f"cannot read the task vocabulary or texts ({e}).")
-    coverage = run(remap_model_dir, path, itos, out, counts)
+    coverage = run(remap_model_dir, lm.path, itos, out, counts)
     typer.echo(f"{out}: {coverage}")
 
 
@@ -266,7 +267,7 @@ def catalogue_add(
 ) -> None:
     """Pin a published model in your catalogue: commit, sha256 of the weights, metrics, licence."""
     from ulmfit.zoo.catalogue import add_entry
-    from ulmfit.zoo.hub import catalogue_entry
+    from ulmfit.zoo.pin import catalogue_entry
 
     entry = run(catalogue_entry, model, repo_id, revision=revision, name=name)
     path = run(add_entry, entry)
@@ -312,13 +313,14 @@ def finetune(
     """Fine-tune a language model on a task's text and train forward and backward classifiers (ULMFiT)."""
     from ulmfit.benchmarks.classifier import Classifier
     from ulmfit.benchmarks.finetune import finetune as train_classifier
-    from ulmfit.benchmarks.finetune import lm_language, load_finetune_config
+    from ulmfit.benchmarks.finetune import load_finetune_config, open_lm
     from ulmfit.benchmarks.tasks import task_from_csv
 
     if lang is None:
         if lm is None:
             _fail("give the texts' language with --lang (there is no --lm to take it from).")
-        lang = run(lm_language, lm)
+        lm = run(open_lm, lm)
+        lang = lm.lang
     cfg = run(load_finetune_config, config, list(set_ or []))
     task = run(task_from_csv, train, test=test, valid=valid, lang=lang, text_col=text_col, label_col=label_col,
                multi_label=multi_label, label_sep=label_sep)

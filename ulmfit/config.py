@@ -1,4 +1,5 @@
-"""Pretraining configurations: the AWD-LSTM architecture and the training recipe, as one flat set of keys.
+"""Training configurations: the optimiser settings pretraining and fine-tuning share, and the pretraining config
+(the AWD-LSTM architecture and the recipe), each one flat set of keys.
 
 Named configs (`tiny`, `small`, `paper`) or a YAML file, with any key overridable (`--set lr=3e-3`). The
 architecture keys are those of fastai's `awd_lstm_lm_config`; dropouts are multiplied by `drop_mult` as fastai
@@ -15,10 +16,33 @@ from ulmfit.errors import UlmfitError
 
 ARCH_KEYS = ("emb_sz", "n_hid", "n_layers", "pad_token", "bidir", "output_p", "hidden_p", "input_p", "embed_p",
              "weight_p", "tie_weights", "out_bias")
+PRECISIONS = ("auto", "bf16", "fp16", "no")
 
 
 @dataclass
-class PretrainConfig:
+class OptimSettings:
+    """What every ULMFiT training stage sets the same way: AdamW with fastai's cycling momentum, AR/TAR,
+    gradient clipping (0: none), mixed precision on GPU and the seed."""
+
+    moms: tuple[float, float, float] = (0.8, 0.7, 0.8)
+    adam_beta2: float = 0.99
+    wd: float = 0.1
+    clip: float = 0.1
+    alpha: float = 2.0
+    beta: float = 1.0
+    mixed_precision: str = "auto"  # auto (bf16 where the GPU has it, else fp16), bf16, fp16, no
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in PRECISIONS:
+            raise UlmfitError(f"mixed_precision must be {', '.join(PRECISIONS)}, not '{self.mixed_precision}'.")
+
+    def to_dict(self) -> dict:
+        return config_dict(self)
+
+
+@dataclass
+class PretrainConfig(OptimSettings):
     # architecture (fastai's awd_lstm_lm_config defaults are the `paper` config)
     emb_sz: int = 400
     n_hid: int = 1152
@@ -37,25 +61,14 @@ class PretrainConfig:
     bs: int = 64
     bptt: int = 70
     variable_bptt: bool = True
-    # optimisation: one-cycle AdamW, AR/TAR, clipping
+    # one-cycle schedule
     epochs: int = 10
     lr: float = 3e-3
-    moms: tuple[float, float, float] = (0.8, 0.7, 0.8)
-    adam_beta2: float = 0.99
-    wd: float = 0.1
-    clip: float = 0.1
-    alpha: float = 2.0
-    beta: float = 1.0
     pct_start: float = 0.25
-    mixed_precision: str = "auto"  # auto (bf16 where the GPU has it, else fp16), bf16, fp16, no
-    seed: int = 42
 
     def arch(self) -> dict:
         """The `config` argument of fastai's `get_language_model`."""
         return {k: getattr(self, k) for k in ARCH_KEYS}
-
-    def to_dict(self) -> dict:
-        return config_dict(self)
 
 
 def config_dict(config: Any) -> dict:

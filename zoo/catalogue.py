@@ -21,14 +21,11 @@ import yaml
 
 from ulmfit.errors import UlmfitError
 from ulmfit.files import atomic_write_text
+from ulmfit.pretrain.modeldir import DIRECTIONS, TOKENIZER_FILES, WEIGHTS
+from ulmfit.spec import NAME, REPO_ID, SHA1
 
 BUILTIN = "catalogue.yaml"
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-SHA1 = re.compile(r"^[0-9a-f]{40}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-TOKENIZERS = ("sentencepiece", "word")
-DIRECTIONS = ("fwd", "bwd")
 REQUIRED = ("name", "lang", "tokenizer", "directions", "license", "sha256")
 
 
@@ -80,7 +77,7 @@ def validate_entry(raw: dict[str, Any]) -> ModelEntry:
 
     get_lang(raw["lang"])  # a clear error for an unknown language code
     tok = raw["tokenizer"]
-    if not isinstance(tok, dict) or tok.get("type") not in TOKENIZERS or not isinstance(tok.get("vocab_size"), int):
+    if not isinstance(tok, dict) or tok.get("type") not in TOKENIZER_FILES or not isinstance(tok.get("vocab_size"), int):
         raise bad("tokenizer must be {type: sentencepiece|word, vocab_size: N}")
     directions = tuple(raw["directions"])
     if not directions or any(d not in DIRECTIONS for d in directions) or len(set(directions)) != len(directions):
@@ -95,7 +92,7 @@ def validate_entry(raw: dict[str, Any]) -> ModelEntry:
         if not isinstance(raw.get("revision"), str) or not SHA1.match(raw["revision"]):
             raise bad("revision must pin a commit (40 hexadecimal characters)")
         for d in directions:
-            if f"{d}/model.safetensors" not in hashes:
+            if f"{d}/{WEIGHTS}" not in hashes:
                 raise bad(f"sha256 has no entry for {d}/model.safetensors")
         if any(not isinstance(h, str) or not SHA256.match(h) for h in hashes.values()):
             raise bad("every sha256 must be 64 hexadecimal characters")

@@ -1,10 +1,8 @@
-"""Getting a pretrained language model by name, Hub repository or folder: `from_pretrained` and friends.
+"""Getting a pretrained model by name, Hub repository or folder: `from_pretrained` and friends.
 
-A model spec is one of:
-- a local model directory (what `ulmfit pretrain` or `ulmfit convert` wrote);
-- `hf-hub:ORG/NAME` (optionally `hf-hub:ORG/NAME@REVISION`), any Hub repository in the model directory format;
-- a catalogue name (`ulmfit list`), pinned to a Hub commit and checked against the catalogue's sha256, or a
-  third-party checkpoint fetched from its original location and converted once into the cache.
+A model spec (`ulmfit.spec`) is a local model directory, `hf-hub:ORG/NAME[@REVISION]`, a catalogue name
+(`ulmfit list`: pinned to a Hub commit and checked against the catalogue's sha256, or a third-party checkpoint
+fetched from its original location and converted once into the cache), or a bare `ORG/NAME` on the Hub.
 """
 from __future__ import annotations
 
@@ -14,55 +12,68 @@ from pathlib import Path
 import torch
 
 from ulmfit.errors import UlmfitError
-from ulmfit.pretrain.modeldir import DIRECTIONS, load_language_model, read_config
+from ulmfit.pretrain.modeldir import DIRECTIONS, FORMAT, ModelDir
 from ulmfit.pretrain.tokenizer import TextTokenizer
+from ulmfit.spec import CATALOGUE, HUB, ModelSpec
 from ulmfit.zoo.catalogue import get_entry
 
-HUB_PREFIX = "hf-hub:"
 
-
-def resolve_model(spec: str | Path, revision: str | None = None, cache_dir: str | Path | None = None,
+def resolve_model(spec: str | Path | ModelSpec, revision: str | None = None, cache_dir: str | Path | None = None,
                   local_files_only: bool = False) -> Path:
     """The local model directory for a model spec, downloading (or converting) it first where needed."""
-    text = str(spec)
-    if Path(text).is_dir():
-        return Path(text)
-    if text.startswith(HUB_PREFIX):
-        repo_id, _, pinned = text[len(HUB_PREFIX):].partition("@")
+    spec = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec, revision)
+    if spec.kind == HUB:
         from ulmfit.zoo.hub import download_model
 
-        return download_model(repo_id, revision=revision or pinned or None, cache_dir=cache_dir,
-                              local_files_only=local_files_only)
-    if "/" in text or "\\" in text or text.startswith("."):
-        raise UlmfitError(f"no model directory at {text}; give a folder written by `ulmfit pretrain`, "
-                          f"a catalogue name, or {HUB_PREFIX}ORG/NAME for a Hub repository.")
-    entry = get_entry(text)
-    if entry.third_party is not None:
-        from ulmfit.zoo.convert import fetch_third_party
+        try:
+            return download_model(spec.name, revision=spec.revision, cache_dir=cache_dir,
+                                  local_files_only=local_files_only)
+        except UlmfitError as e:
+            if spec.bare:
+                raise UlmfitError(f"there is no model directory at {spec.name}, and as a Hub repository: {e}") from e
+            raise
+    if spec.kind == CATALOGUE:
+        entry = get_entry(spec.name)
+        if entry.third_party is not None:
+            from ulmfit.zoo.third_party import fetch_third_party
 
-        return fetch_third_party(entry, cache_dir=cache_dir, local_files_only=local_files_only)
-    from ulmfit.zoo.hub import download_model
+            return fetch_third_party(entry, cache_dir=cache_dir, local_files_only=local_files_only)
+        from ulmfit.zoo.hub import download_model
 
-    # A revision other than the pinned one has no catalogue hashes to check against.
-    pinned = revision in (None, entry.revision)
-    return download_model(entry.repo_id, revision=entry.revision if pinned else revision, cache_dir=cache_dir,
-                          local_files_only=local_files_only, sha256=entry.sha256 if pinned else None)
+        # A revision other than the pinned one has no catalogue hashes to check against.
+        pinned = spec.revision in (None, entry.revision)
+        return download_model(entry.repo_id, revision=entry.revision if pinned else spec.revision,
+                              cache_dir=cache_dir, local_files_only=local_files_only,
+                              sha256=entry.sha256 if pinned else None)
+    return Path(spec.name)
+
+
+def open_model(spec: str | Path | ModelSpec, revision: str | None = None, cache_dir: str | Path | None = None,
+               local_files_only: bool = False, kind: str | None = None) -> ModelDir:
+    """The model directory a spec names (downloaded where needed), its config read and checked, knowing the spec
+    and the Hub repository it came from."""
+    spec = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec, revision)
+    model = ModelDir.open(resolve_model(spec, cache_dir=cache_dir, local_files_only=local_files_only), kind)
+    model.spec = str(spec)
+    if spec.kind == HUB:
+        model.repo_id = spec.name
+    elif spec.kind == CATALOGUE:
+        model.repo_id = get_entry(spec.name).repo_id
+    return model
 
 
 def describe_model(spec: str | Path, revision: str | None = None, cache_dir: str | Path | None = None,
                    local_files_only: bool = False) -> dict:
     """What `ulmfit info` shows: a catalogue entry as it stands, or the essentials of a model directory's config."""
-    text = str(spec)
-    if not Path(text).is_dir() and not text.startswith(HUB_PREFIX) and "/" not in text:
-        return get_entry(text).to_dict()
-    from ulmfit.zoo.hub import read_model_config
-
-    path = resolve_model(spec, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    config = read_model_config(path)  # a language model or a classifier
-    described = {"path": str(path), "format": config["format"], "lang": config["lang"],
+    parsed = ModelSpec.parse(spec, revision)
+    if parsed.kind == CATALOGUE:
+        return get_entry(parsed.name).to_dict()
+    model = open_model(parsed, cache_dir=cache_dir, local_files_only=local_files_only)
+    config = model.config
+    described = {"path": str(model.path), "format": config["format"], "lang": config["lang"],
                  "tokenizer": {"type": config["tokenizer"]["type"], "vocab_size": config["vocab_size"]},
-                 "directions": config.get("directions", []), "arch": config["arch"]}
-    if "labels" in config:
+                 "directions": model.directions, "arch": config["arch"]}
+    if model.is_classifier:
         described |= {"labels": config["labels"], "multi_label": config.get("multi_label", False),
                       "eval_results": config.get("eval_results", [])}
     else:
@@ -105,13 +116,9 @@ def from_pretrained(spec: str | Path, direction: str = "fwd", revision: str | No
     """
     if direction not in (*DIRECTIONS, "both"):
         raise UlmfitError(f"direction must be 'fwd', 'bwd' or 'both', not {direction!r}.")
-    path = resolve_model(spec, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    read_config(path)  # a clear error for a folder that is not a model directory
-    tokenizer = TextTokenizer.from_dir(path)
+    model = open_model(spec, revision, cache_dir, local_files_only, kind=FORMAT)
 
     def load(d: str) -> PretrainedLM:
-        model, config = load_language_model(path, d, device)
-        return PretrainedLM(model, tokenizer, config, d, path)
+        return PretrainedLM(model.load_language_model(d, device), model.tokenizer, model.config, d, model.path)
 
     return (load("fwd"), load("bwd")) if direction == "both" else load(direction)
-

@@ -17,14 +17,11 @@ from pathlib import Path
 import torch
 
 from ulmfit.errors import UlmfitError
-from ulmfit.files import atomic_write_text
-from ulmfit.pretrain import modeldir
 from ulmfit.langs import get_lang
-from ulmfit.pretrain.tokenizer import SPECIAL_TOKENS, WORD_VOCAB, WordTokenizer, build_word_vocab, load_word_vocab
+from ulmfit.pretrain.modeldir import DIRECTIONS, ENCODER, FORMAT, ModelDir, build_language_model
+from ulmfit.pretrain.tokenizer import SPECIAL_TOKENS, WordTokenizer, build_word_vocab
 
 log = logging.getLogger(__name__)
-
-ENCODER = "0.encoder.weight"
 
 
 @dataclass(frozen=True)
@@ -100,14 +97,13 @@ def remap_embeddings(state_dict: dict[str, torch.Tensor], old_itos: list[str], n
     return remapped, coverage(old_itos, new_itos, counts)
 
 
-def remap_language_model(lm_dir: Path | str, direction: str, new_itos: list[str],
+def remap_language_model(lm: ModelDir | Path | str, direction: str, new_itos: list[str],
                          counts: Counter | None = None) -> tuple[torch.nn.Module, Coverage]:
     """One direction of a word-level model directory, moved into `new_itos`, in eval mode."""
-    config = modeldir.read_config(lm_dir)
-    old_itos = _word_vocab(lm_dir, config)
-    model, _ = modeldir.load_language_model(lm_dir, direction)
-    state, cov = remap_embeddings(model.state_dict(), old_itos, new_itos, counts)
-    new_model = modeldir.build_language_model(config | {"vocab_size": len(new_itos)})
+    lm = lm if isinstance(lm, ModelDir) else ModelDir.open(lm, FORMAT)
+    old_itos = _word_vocab(lm)
+    state, cov = remap_embeddings(lm.load_language_model(direction).state_dict(), old_itos, new_itos, counts)
+    new_model = build_language_model(lm.config | {"vocab_size": len(new_itos)})
     new_model.load_state_dict(state)
     return new_model.eval(), cov
 
@@ -115,36 +111,28 @@ def remap_language_model(lm_dir: Path | str, direction: str, new_itos: list[str]
 def remap_model_dir(lm_dir: Path | str, new_itos: list[str], out: Path | str,
                     counts: Counter | None = None) -> Coverage:
     """Write a model directory like `lm_dir` whose every direction speaks `new_itos` (`ulmfit remap`)."""
-    lm_dir, out = Path(lm_dir), Path(out)
-    config = modeldir.read_config(lm_dir)
-    _word_vocab(lm_dir, config)  # a SentencePiece model stops here, before anything is written
+    lm, out = ModelDir.open(lm_dir, FORMAT), Path(out)
+    _word_vocab(lm)  # a SentencePiece model stops here, before anything is written
     if out.exists() and any(out.iterdir()):
         raise UlmfitError(f"{out} is not empty; choose a new folder for the remapped model.")
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = ModelDir(out.with_name(out.name + ".tmp"), {})
+    shutil.rmtree(tmp.path, ignore_errors=True)
     cov = None
-    for d in config.get("directions", modeldir.DIRECTIONS):
-        model, cov = remap_language_model(lm_dir, d, new_itos, counts)
-        modeldir.save_weights(model, tmp / d / modeldir.WEIGHTS)
-    atomic_write_text(tmp / WORD_VOCAB, _json_list(new_itos))
-    tokenizer = {k: v for k, v in config["tokenizer"].items() if k != "hash"} | {"file": WORD_VOCAB}
-    modeldir.write_config(tmp, config | {"vocab_size": len(new_itos), "tokenizer": tokenizer,
-                                         "remapped_from": {"model": str(lm_dir), "coverage": cov.__dict__}})
+    for d in lm.directions or DIRECTIONS:
+        model, cov = remap_language_model(lm, d, new_itos, counts)
+        tmp.save_weights(d, model)
+    tokenizer = lm.config["tokenizer"] | tmp.write_tokenizer("word", new_itos)
+    tmp.finish(lm.config | {"vocab_size": len(new_itos), "tokenizer": tokenizer,
+                            "remapped_from": {"model": str(lm_dir), "coverage": cov.__dict__}})
     if out.exists():
         out.rmdir()
-    tmp.rename(out)
+    tmp.path.rename(out)
     log.info("remapped %s into %s: %s", lm_dir, out, cov)
     return cov
 
 
-def _word_vocab(lm_dir: Path | str, config: dict) -> list[str]:
-    if config["tokenizer"]["type"] != "word":
-        raise UlmfitError(f"{lm_dir} is a {config['tokenizer']['type']} model: it needs no remap, since task text "
-                          "is encoded with the model's own vocabulary; use the model as it is.")
-    return load_word_vocab(Path(lm_dir) / config["tokenizer"]["file"])
-
-
-def _json_list(items: list[str]) -> str:
-    import json
-
-    return json.dumps(items, ensure_ascii=False, indent=0) + "\n"
+def _word_vocab(lm: ModelDir) -> list[str]:
+    if lm.config["tokenizer"]["type"] != "word":
+        raise UlmfitError(f"{lm.path} is a {lm.config['tokenizer']['type']} model: it needs no remap, since task "
+                          "text is encoded with the model's own vocabulary; use the model as it is.")
+    return lm.tokenizer.itos

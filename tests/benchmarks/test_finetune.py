@@ -27,7 +27,7 @@ from ulmfit.benchmarks.tasks import get_task
 from ulmfit.cli import app
 from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
-from ulmfit.pretrain.modeldir import load_language_model
+from ulmfit.pretrain.modeldir import ModelDir
 from ulmfit.pretrain.tokenizer import load_word_vocab
 
 torch.set_num_threads(1)
@@ -171,7 +171,7 @@ def test_bad_input_to_predict(imdb_classifier, shared_data):
 
 def test_sentencepiece_encoder_is_the_lm_or_random(en_sp_lm, imdb, tmp_path):
     cfg = load_finetune_config("tiny", NO_EPOCHS)
-    lm, _ = load_language_model(en_sp_lm, "bwd")
+    lm = ModelDir.open(en_sp_lm).load_language_model("bwd")
     pre = finetune(en_sp_lm, imdb, tmp_path / "pre", cfg, directions="bwd")
     scratch = finetune(en_sp_lm, imdb, tmp_path / "scratch", cfg, directions="bwd", pretrained=False)
     emb = lambda d: load_file(d / "bwd/model.safetensors")["0.module.encoder.weight"]  # noqa: E731
@@ -189,7 +189,7 @@ def test_word_lm_is_remapped_into_the_task_vocabulary(en_word_lm, imdb, tmp_path
     config = json.loads((out / "config.json").read_text())
     assert config["vocab_size"] == len(new_itos) != len(old_itos)
     assert config["tokenizer"]["file"] == "vocab.json" and config["tokenizer"]["hash"].startswith("sha256:")
-    lm, _ = load_language_model(en_word_lm, "fwd")
+    lm = ModelDir.open(en_word_lm).load_language_model("fwd")
     old = lm[0].encoder.weight.detach()
     new = load_file(out / "fwd/model.safetensors")["0.module.encoder.weight"]
     shared = [t for t in new_itos if t in old_itos and not t.startswith("xxfake")]

@@ -10,7 +10,8 @@ import sentencepiece as spm
 
 from tests.pretrain.dumps import article, write_dump
 from ulmfit.errors import UlmfitError
-from ulmfit.pretrain.corpus import PrepareOptions, doc_key, prepare_corpus, read_docs, unit_hash
+from ulmfit.pretrain.corpus import Corpus
+from ulmfit.pretrain.prepare import PrepareOptions, doc_key, prepare_corpus, unit_hash
 
 TITLES = [f"Subject {chr(65 + i)}{j}" for i in range(6) for j in range(5)]  # 30 articles
 
@@ -52,8 +53,8 @@ def test_sentencepiece_corpus(dump, tmp_path):
 def test_split_is_by_title_hash(dump, tmp_path):
     out = tmp_path / "corpus"
     prepare_corpus("en", out, dump=dump, options=PrepareOptions(vocab_size=300, valid_frac=0.3), workers=1)
-    valid = [doc_key(d) for d in read_docs(out / "text", "valid")]
-    train = [doc_key(d) for d in read_docs(out / "text", "train")]
+    valid = [doc_key(d) for d in Corpus(out).read_docs("valid")]
+    train = [doc_key(d) for d in Corpus(out).read_docs("train")]
     assert sorted(valid + train) == sorted(TITLES)
     assert all(unit_hash(t, "split") < 0.3 for t in valid)
     assert all(unit_hash(t, "split") >= 0.3 for t in train)
@@ -68,7 +69,7 @@ def test_workers_give_the_same_corpus(dump, tmp_path):
     for name in ("train.bin", "valid.bin", "vocab.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     for split in ("train", "valid"):
-        assert list(read_docs(tmp_path / "one" / "text", split)) == list(read_docs(tmp_path / "two" / "text", split))
+        assert list(Corpus(tmp_path / "one").read_docs(split)) == list(Corpus(tmp_path / "two").read_docs(split))
 
 
 def test_max_tokens_caps_the_train_split(dump, tmp_path):
@@ -164,7 +165,7 @@ def test_local_hub_dataset_source(tmp_path):
                           workers=1)
     assert meta["source"]["type"] == "hf-dataset"
     assert meta["articles"]["train"] + meta["articles"]["valid"] == 10
-    assert next(read_docs(tmp_path / "c" / "text", "train")).startswith("Artikel")
+    assert next(Corpus(tmp_path / "c").read_docs("train")).startswith("Artikel")
 
 
 def test_generic_language(dump, tmp_path, caplog):
@@ -215,12 +216,12 @@ def test_unwritable_output(dump, tmp_path):
 
 
 def test_failure_after_extraction_keeps_cache_but_no_meta(dump, tmp_path, monkeypatch):
-    import ulmfit.pretrain.corpus as corpus
+    import ulmfit.pretrain.prepare as prepare
 
     def boom(*a, **k):
         raise UlmfitError("tokenizer failed")
 
-    monkeypatch.setattr(corpus, "_train_sentencepiece", boom)
+    monkeypatch.setattr(prepare, "_train_sentencepiece", boom)
     out = tmp_path / "c"
     with pytest.raises(UlmfitError, match="tokenizer failed"):
         prepare_corpus("en", out, dump=dump, workers=1)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from ulmfit.pretrain.corpus import PrepareOptions, prepare_corpus
+from ulmfit.pretrain.prepare import PrepareOptions, prepare_corpus
 
 # Dump, language, articles kept by cleaning (train + valid): regression figures from this pipeline.
 FAST = [("bg/wikipedia_xml/bgwiki-latest-pages-articles-shortened.xml.bz2", "bg"),

@@ -16,10 +16,11 @@ from safetensors.torch import load_file
 
 from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
-from ulmfit.pretrain import modeldir
-from ulmfit.pretrain.corpus import PrepareOptions, prepare_corpus
-from ulmfit.pretrain.generate import generate
-from ulmfit.pretrain.train import RunKeeper, pretrain
+from ulmfit.pretrain.corpus import Corpus
+from ulmfit.pretrain.modeldir import ModelDir, build_language_model, save_weights
+from ulmfit.pretrain.prepare import PrepareOptions, prepare_corpus
+from ulmfit.pretrain.train import RunKeeper, model_config, pretrain
+from ulmfit.zoo.pretrained import from_pretrained
 
 TINY = {"bs": 16, "bptt": 30, "lr": 1e-2}
 # Tiny models gain nothing from a second thread, and OpenMP threads slow down badly when the machine is busy.
@@ -47,10 +48,8 @@ def small(tmp_path_factory):
 
 
 def valid_loss_untrained(corpus, cfg, meta) -> float:
-    from ulmfit.pretrain.train import model_config
-
     torch.manual_seed(0)
-    model = modeldir.build_language_model(model_config(meta, cfg)).eval()
+    model = build_language_model(model_config(Corpus.open(corpus), cfg)).eval()
     ids = torch.from_numpy(np.fromfile(corpus / "valid.bin", dtype=meta["dtype"]).astype(np.int64))[: 16 * 301]
     x = ids.view(16, -1)
     with torch.no_grad():
@@ -70,7 +69,7 @@ def test_tiny_model_learns_both_directions(wikitext, tmp_path, measured):
         measured(f"tiny {d} valid perplexity after 2 epochs", results[d][-1]["valid_ppl"],
                  f"untrained {math.exp(start):.0f}, {meta['tokens']['train']:,} WikiText-2 tokens")
     run = tmp_path / "run"
-    config = modeldir.read_config(run)
+    config = ModelDir.open(run).config
     assert config["directions"] == ["fwd", "bwd"] and config["vocab_size"] == meta["vocab_size"]
     for name in ("spm.model", "README.md", "metrics.json", "fwd/model.safetensors", "bwd/model.safetensors"):
         assert (run / name).is_file(), name
@@ -81,7 +80,7 @@ def test_tiny_model_learns_both_directions(wikitext, tmp_path, measured):
     card = (run / "README.md").read_text()
     assert "library_name: ulmfit" in card and "English" in card
 
-    text = generate(run, "The river", words=15, seed=0)
+    text = from_pretrained(run).generate("The river", words=15, seed=0)
     assert text.startswith("The river") and len(text.split()) >= 15
 
 
@@ -122,9 +121,10 @@ def test_resume_matches_uninterrupted_run(small, tmp_path, monkeypatch):
 def test_saved_weights_reload_to_identical_outputs(small, tmp_path):
     cfg = load_config("tiny", {"bs": 4, "bptt": 12})
     pretrain(small, tmp_path / "run", cfg, direction="fwd")
-    a, config = modeldir.load_language_model(tmp_path / "run", "fwd")
-    modeldir.save_weights(a, tmp_path / "again.safetensors")
-    b = modeldir.build_language_model(config).eval()
+    model_dir = ModelDir.open(tmp_path / "run")
+    a, config = model_dir.load_language_model("fwd"), model_dir.config
+    save_weights(a, tmp_path / "again.safetensors")
+    b = build_language_model(config).eval()
     from safetensors.torch import load_model
 
     load_model(b, str(tmp_path / "again.safetensors"))
@@ -141,7 +141,7 @@ def test_generate_in_the_corpus_language(tmp_path):
     corpus = tmp_path / "vi"
     prepare_corpus("vi", corpus, sample=True, workers=1)
     pretrain(corpus, tmp_path / "run", load_config("tiny", {"bs": 4, "bptt": 12}), direction="fwd")
-    text = generate(tmp_path / "run", "Sông Hồng", words=30, seed=1)
+    text = from_pretrained(tmp_path / "run").generate("Sông Hồng", words=30, seed=1)
     continuation = text[len("Sông Hồng"):]
     assert any(ch in continuation for ch in "ăâđêôơưạảấầẩậắằẳặẹẻẽếềểệỉịọỏốồổộớờởợụủứừửựỳỷỹ")
 

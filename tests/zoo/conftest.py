@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ulmfit.config import load_config
-from ulmfit.pretrain.corpus import PrepareOptions, prepare_corpus
+from ulmfit.pretrain.prepare import PrepareOptions, prepare_corpus
 from ulmfit.pretrain.train import pretrain
 
 torch.set_num_threads(1)

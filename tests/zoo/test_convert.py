@@ -26,7 +26,9 @@ from ulmfit.cli import app
 from ulmfit.errors import UlmfitError
 from ulmfit.pretrain.tokenizer import SPECIAL_TOKENS
 from ulmfit.zoo.catalogue import builtin_entries, validate_entry
-from ulmfit.zoo.convert import FORMATS, convert, fetch_third_party
+from ulmfit.zoo.convert import convert
+from ulmfit.zoo.legacy_formats import FORMATS
+from ulmfit.zoo.third_party import fetch_third_party
 from ulmfit.zoo.pretrained import from_pretrained
 
 torch.set_num_threads(1)

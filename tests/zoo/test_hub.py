@@ -23,7 +23,9 @@ from ulmfit.cli import app
 from ulmfit.errors import UlmfitError
 from ulmfit.files import file_digest, write_json
 from ulmfit.zoo.catalogue import add_entry, get_entry
-from ulmfit.zoo.hub import PUBLISHED_FILES, catalogue_entry, download_model, model_card, push_model
+from ulmfit.pretrain.modeldir import PUBLISHED_FILES
+from ulmfit.zoo.hub import download_model, model_card, push_model
+from ulmfit.zoo.pin import catalogue_entry
 from ulmfit.zoo.pretrained import from_pretrained
 
 torch.set_num_threads(1)
@@ -307,7 +309,8 @@ def test_catalogue_entry_pins_the_pushed_files(hub, run_dir):
     result = push_model(run_dir, REPO, revision="dev")
     entry = catalogue_entry(run_dir, REPO, revision="dev")  # a branch resolves to its commit
     assert entry["revision"] == result["commit"] and entry["license"] == "cc-by-sa-4.0"
-    assert entry["name"].startswith("en-wiki-sp") and entry["directions"] == ["fwd", "bwd"]
+    # the sample dump's model is named as `ulmfit prepare --sample` names its corpus
+    assert entry["name"].startswith("en-sample-sp") and entry["directions"] == ["fwd", "bwd"]
     assert entry["sha256"] == {f: file_digest(run_dir / f) for f in (FWD, "bwd/model.safetensors")}
     assert entry["metrics"]["fwd"]["valid_ppl"] > 1
     assert catalogue_entry(f"hf-hub:{REPO}", REPO, revision="dev")["sha256"] == entry["sha256"]

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from ulmfit.cli import app
 from ulmfit.errors import UlmfitError
-from ulmfit.pretrain.modeldir import load_language_model, read_config
-from ulmfit.pretrain.tokenizer import SPECIAL_TOKENS, TextTokenizer, load_word_vocab
+from ulmfit.pretrain.modeldir import ModelDir
+from ulmfit.pretrain.tokenizer import SPECIAL_TOKENS
 from ulmfit.zoo.pretrained import from_pretrained
 from ulmfit.zoo.remap import coverage, remap_embeddings, remap_language_model, remap_model_dir, task_vocab
 
@@ -20,7 +20,7 @@ NEW_WORDS = ["zyzzyva", "quokka"]
 
 
 def pretrained_itos(model_dir) -> list[str]:
-    return load_word_vocab(model_dir / read_config(model_dir)["tokenizer"]["file"])
+    return ModelDir.open(model_dir).tokenizer.itos
 
 
 def task_itos(old: list[str]) -> list[str]:
@@ -32,7 +32,7 @@ def task_itos(old: list[str]) -> list[str]:
 def test_remap_equals_fastai_match_embeds(word_model_dir, direction):
     old = pretrained_itos(word_model_dir)
     new = task_itos(old)
-    model, _ = load_language_model(word_model_dir, direction)
+    model = ModelDir.open(word_model_dir).load_language_model(direction)
     expected = match_embeds({k: v.clone() for k, v in model.state_dict().items()}, old, new)
     remapped, _ = remap_language_model(word_model_dir, direction, new)
     got = remapped.state_dict()
@@ -44,7 +44,7 @@ def test_remap_equals_fastai_match_embeds(word_model_dir, direction):
 def test_remap_semantics(word_model_dir):
     old = pretrained_itos(word_model_dir)
     new = task_itos(old)
-    original, _ = load_language_model(word_model_dir, "fwd")
+    original = ModelDir.open(word_model_dir).load_language_model("fwd")
     emb, bias = original[0].encoder.weight.detach(), original[1].decoder.bias.detach()
     model, _ = remap_language_model(word_model_dir, "fwd", new)
     new_emb, new_bias = model[0].encoder.weight.detach(), model[1].decoder.bias.detach()
@@ -71,7 +71,7 @@ def test_coverage_counts_task_tokens_and_occurrences():
 def test_remapped_model_dir_keeps_predictions_for_shared_words(word_model_dir, tmp_path):
     old = pretrained_itos(word_model_dir)
     texts = ["The river flows into the sea near the old city.", "A quokka and a zyzzyva live by the river."] * 2
-    new, counts = task_vocab(texts, read_config(word_model_dir), min_freq=1)
+    new, counts = task_vocab(texts, ModelDir.open(word_model_dir).config, min_freq=1)
     cov = remap_model_dir(word_model_dir, new, tmp_path / "task", counts)
     assert 0 < cov.tokens_found < cov.tokens and cov.occurrences == sum(counts[t] for t in cov_words(new))
     before = from_pretrained(word_model_dir)
@@ -87,7 +87,7 @@ def test_remapped_model_dir_keeps_predictions_for_shared_words(word_model_dir, t
     shared = [(new.index(t), old.index(t)) for t in cov_words(new) if t in old]  # not the xxfake padding
     cols_new, cols_old = zip(*shared)
     assert torch.allclose(logits_new[:, list(cols_new)], logits_old[:, list(cols_old)], atol=1e-5)
-    assert TextTokenizer.from_dir(tmp_path / "task").decode(after.encode("The quokka")) == "The quokka"
+    assert ModelDir.open(tmp_path / "task").tokenizer.decode(after.encode("The quokka")) == "The quokka"
 
 
 def cov_words(itos: list[str]) -> list[str]:
@@ -104,7 +104,7 @@ def test_sentencepiece_models_need_no_remap(sp_model_dir, tmp_path):
 
 def test_incompatible_inputs_are_refused(word_model_dir):
     old = pretrained_itos(word_model_dir)
-    model, _ = load_language_model(word_model_dir, "fwd")
+    model = ModelDir.open(word_model_dir).load_language_model("fwd")
     state = model.state_dict()
     with pytest.raises(UlmfitError, match="does not belong to these weights"):
         remap_embeddings(state, old[:-8], SPECIAL_TOKENS + ["a"])
@@ -121,7 +121,7 @@ def test_cli_remap(word_model_dir, sp_model_dir, tmp_path):
     result = runner.invoke(app, ["remap", str(word_model_dir), "--texts", str(texts), "--min-freq", "1",
                                  "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
-    assert "task tokens" in result.output and "quokka" in load_word_vocab(tmp_path / "a" / "vocab.json")
+    assert "task tokens" in result.output and "quokka" in ModelDir.open(tmp_path / "a").tokenizer.itos
     vocab = tmp_path / "vocab.json"
     vocab.write_text(json.dumps(task_itos(pretrained_itos(word_model_dir))), encoding="utf-8")
     assert runner.invoke(app, ["remap", str(word_model_dir), "--vocab", str(vocab),

@@ -58,10 +58,10 @@ from typing import Any, BinaryIO, Callable
 
 import psutil
 
-from ulmfit.benchmarks.environment import code_version, machine_info
+from environment import code_version, machine_info  # beside this script
 from ulmfit.files import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_GLOB = str(SHARED_DATA / "*" / "wikipedia_xml" / "*")
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "prepare_speed.json"
@@ -274,7 +274,7 @@ def fastai_child(text_dir: Path, lang: str, workers: int) -> int:
     from fastai.text.core import SpacyTokenizer, tokenize_texts
     from fastai.text.data import Numericalize
 
-    from ulmfit.pretrain.corpus import read_docs
+    from ulmfit.pretrain.corpus import Corpus
 
     def emit(result: dict[str, Any]) -> int:
         print(RESULT_MARKER + json.dumps(result), flush=True)
@@ -285,8 +285,9 @@ def fastai_child(text_dir: Path, lang: str, workers: int) -> int:
     except Exception as e:  # spacy.blank(lang) needs an extra package for some languages
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
         return emit({"skipped": f"fastai SpacyTokenizer('{lang}') failed: {type(e).__name__}: {reason}"})
-    train = list(read_docs(text_dir, "train"))
-    valid = list(read_docs(text_dir, "valid"))
+    corpus = Corpus(text_dir.parent)  # the corpus directory whose cleaned text/ this is
+    train = list(corpus.read_docs("train"))
+    valid = list(corpus.read_docs("valid"))
 
     start = time.perf_counter()
     toks = tokenize_texts(train + valid, n_workers=workers, rules=None, tok=tok)

@@ -42,16 +42,15 @@ import torch
 
 from ulmfit.benchmarks.bench import BenchSettings, run_bench
 from ulmfit.benchmarks.data import ClassificationData
-from ulmfit.benchmarks.environment import code_version, machine_info
+from environment import code_version, machine_info  # beside this script
 from ulmfit.benchmarks.finetune import FinetuneConfig, load_finetune_config
 from ulmfit.benchmarks.tasks import get_task, limit_labels
 from ulmfit.config import load_config
-from ulmfit.pretrain.corpus import PrepareOptions, prepare_corpus
-from ulmfit.pretrain.modeldir import load_language_model, read_config
-from ulmfit.pretrain.tokenizer import TextTokenizer
+from ulmfit.pretrain.modeldir import ModelDir
+from ulmfit.pretrain.prepare import PrepareOptions, prepare_corpus
 from ulmfit.pretrain.train import pretrain
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 DUMP = SHARED / "en/wikipedia_xml/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 WIKITEXT = [SHARED / f"en/wikitext-2/{split}.txt.xz" for split in ("valid", "test")]
@@ -115,7 +114,8 @@ def fastai_ulmfit(lm_dir: Path, data: ClassificationData, cfg: FinetuneConfig, m
     from ulmfit.langs.rules import RULES
 
     start = time.perf_counter()
-    config = read_config(lm_dir)
+    lm = ModelDir.open(lm_dir)
+    config = lm.config
     # fastai's SentencePiece tokenizer on the LM's own model, after the rules the LM was pretrained with
     sp = SentencePieceTokenizer(lang=config["lang"], sp_model=lm_dir / config["tokenizer"]["file"], cache_dir=work)
     rules = [RULES[r] for r in config["tokenizer"]["rules"]]
@@ -126,10 +126,10 @@ def fastai_ulmfit(lm_dir: Path, data: ClassificationData, cfg: FinetuneConfig, m
         pd.DataFrame({"text": texts}), path=work, bs=cfg.lm_bs, seq_len=cfg.lm_bptt)
     # the pretrained forward weights and vocabulary as fastai's load_pretrained reads them (written here, locally)
     (work / "models").mkdir(parents=True, exist_ok=True)
-    model, _ = load_language_model(lm_dir, "fwd")
+    model = lm.load_language_model("fwd")
     torch.save(model.state_dict(), work / "models" / "pretrained.pth")
     with open(work / "models" / "pretrained_vocab.pkl", "wb") as f:
-        pickle.dump(TextTokenizer.from_dir(lm_dir).itos, f)
+        pickle.dump(lm.tokenizer.itos, f)
     arch = dict(config["arch"])
     learn = language_model_learner(dls_lm, AWD_LSTM, config=arch, drop_mult=cfg.lm_drop_mult, pretrained=False,
                                    metrics=[accuracy, Perplexity()], path=work, wd=cfg.wd, moms=cfg.moms)
@@ -211,8 +211,8 @@ def main() -> None:
                 runs.append({"pipeline": "fastai", "pretrained": True, "labels_limit": limit, "task": task.id,
                              "lang": task.lang, "n_train": len(data.train), "n_test": len(data.test),
                              "metric": task.metric} | result)
-    lm_config = read_config(lm)
-    lm_history = json.loads((Path(lm) / "metrics.json").read_text(encoding="utf-8"))
+    lm_dir = ModelDir.open(lm)
+    lm_config, lm_history = lm_dir.config, lm_dir.metrics()
     report = {
         "machine": machine_info(), "device": "cpu", "date": started.date().isoformat(),
         "started": started.isoformat(timespec="seconds"), "code": code_version(),

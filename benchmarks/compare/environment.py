@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIBRARIES = ("torch", "fastai", "numpy", "sentencepiece", "spacy", "ulmfit")
 
 

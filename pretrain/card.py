@@ -26,37 +26,17 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ulmfit import __version__
 from ulmfit.errors import UlmfitError
 from ulmfit.langs import get_lang
+from ulmfit.langs.base import HF_WIKIPEDIA
+from ulmfit.pretrain.modeldir import CLASSIFIER_FORMAT
+from ulmfit.spec import HUB, ModelSpec
 
 log = logging.getLogger(__name__)
 
-CLASSIFIER_FORMAT = "ulmfit-classifier"
-WIKIPEDIA_DATASET = "wikimedia/wikipedia"
 WIKIPEDIA_LICENSE = "cc-by-sa-4.0"
 VARIANTS = {"fwd": "forward", "bwd": "backward", "ensemble": "ensemble"}
 HEADINGS = {"valid_ppl": "valid perplexity", "accuracy": "valid accuracy", "valid_loss": "valid loss",
             "train_loss": "train loss", "epoch": "epochs"}
-
-CITATION = """```bibtex
-@inproceedings{howard-ruder-2018-universal,
-  title     = {Universal Language Model Fine-tuning for Text Classification},
-  author    = {Howard, Jeremy and Ruder, Sebastian},
-  booktitle = {Proceedings of the 56th Annual Meeting of the Association for Computational Linguistics},
-  year      = {2018},
-  pages     = {328--339},
-  url       = {https://aclanthology.org/P18-1031}
-}
-```"""
-MULTIFIT_CITATION = """```bibtex
-@inproceedings{eisenschlos-etal-2019-multifit,
-  title     = {MultiFiT: Efficient Multi-lingual Language Model Fine-tuning},
-  author    = {Eisenschlos, Julian and Ruder, Sebastian and Czapla, Piotr and Kadras, Marcin and
-               Gugger, Sylvain and Howard, Jeremy},
-  booktitle = {Proceedings of EMNLP-IJCNLP 2019},
-  year      = {2019},
-  pages     = {5702--5707},
-  url       = {https://aclanthology.org/D19-1572}
-}
-```"""
+TEMPLATES = Path(__file__).with_name("cards")  # the prose, as Jinja templates rendered by ModelCard.from_template
 
 
 def is_wikipedia(corpus: dict) -> bool:
@@ -76,7 +56,7 @@ def _corpus_dataset(corpus: dict) -> tuple[str | None, str, str | None]:
     source = corpus.get("source") or {}
     if source.get("type") == "wikipedia-dump":
         name = " ".join(str(x) for x in (source.get("dbname"), source.get("dump_date")) if x)
-        return WIKIPEDIA_DATASET, f"Wikipedia ({name or 'dump'})", None
+        return HF_WIKIPEDIA, f"Wikipedia ({name or 'dump'})", None
     if source.get("type") == "hf-dataset" and source.get("dataset"):
         return source["dataset"], source["dataset"], source.get("config")
     return None, "text corpus", None
@@ -157,15 +137,14 @@ def _classifier_eval_results(config: dict) -> list[EvalResult]:
 
 def _base_model(config: dict) -> str | None:
     """The Hub repository of the language model a classifier started from, where it came from the Hub."""
-    spec = str((config.get("lm") or {}).get("spec") or "")
-    if spec.startswith("hf-hub:"):
-        return spec[len("hf-hub:"):].partition("@")[0]
-    if spec and "/" not in spec:
-        from ulmfit.zoo.catalogue import load_catalogue
-
-        entry = load_catalogue().get(spec)
-        return entry.repo_id if entry else None
-    return None
+    lm = config.get("lm") or {}
+    if lm.get("repo_id"):
+        return lm["repo_id"]
+    try:
+        spec = ModelSpec.parse(lm.get("spec") or "")
+    except UlmfitError:
+        return None
+    return spec.name if spec.kind == HUB else None
 
 
 def _fmt(value: Any) -> str:
@@ -258,93 +237,42 @@ def render_card(config: dict, name: str, repo_id: str | None = None, bench: list
         pipeline_tag="text-classification" if classifier else None,
         base_model=_base_model(config) if classifier else None,
         model_name=name, eval_results=eval_results or None)
-    body = (_classifier_body if classifier else _lm_body)(config, lang, repo_id, bench)
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    common = {"lang_name": lang.name, "lang_code": lang.code, "version": config.get("ulmfit_version", __version__),
+              "spec": f"hf-hub:{repo_id}" if repo_id else "PATH_TO_MODEL_DIR",
+              "tokenizer_lines": _tokenizer_lines(config, lang), "citation": _template_text("citation.md")}
+    if classifier:
+        fields, template = _classifier_fields(config, bench), "classifier.md"
+    else:
+        fields, template = _lm_fields(config, bench), "language_model.md"
+    return ModelCard.from_template(data, template_path=str(TEMPLATES / template), **common, **fields)
 
 
-def _use_spec(repo_id: str | None) -> str:
-    return f"hf-hub:{repo_id}" if repo_id else "PATH_TO_MODEL_DIR"
+def _template_text(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8").strip()
 
 
-def _lm_body(config: dict, lang, repo_id: str | None, bench: list[dict]) -> str:
+def _lm_fields(config: dict, bench: list[dict]) -> dict[str, Any]:
     directions = config.get("directions") or []
-    which = " and ".join(VARIANTS[d] for d in directions) or "no"
-    spec = _use_spec(repo_id)
-    sentencepiece = (config.get("tokenizer") or {}).get("type") == "sentencepiece"
-    bench_part = f"\n\n### Downstream tasks\n\n{_bench_table(bench)}" if bench else ""
-    cite = CITATION + ("\n\nSentencePiece subwords across languages follow MultiFiT:\n\n" + MULTIFIT_CITATION
-                       if sentencepiece else "")
-    made = "converted to this format by" if config.get("converted_from") else "trained with"
-    recipe = "" if config.get("converted_from") else (
-        "\n\nTrained with fastai's one-cycle schedule, AdamW, AR/TAR regularisation and gradient clipping.")
     licence = license_of(config)
-    licence_note = (" The weights are derived from Wikipedia text and are shared under the same licence, "
-                    "CC BY-SA 4.0." if licence == WIKIPEDIA_LICENSE else f" Licence: `{licence}`.")
-    return f"""# ULMFiT language model: {lang.name} (`{lang.code}`)
-
-The {which} AWD-LSTM language model{'s' if len(directions) > 1 else ''} (Merity et al. 2018) of a ULMFiT
-(Howard & Ruder 2018) model for {lang.name}, {made} [ulmfit](https://pypi.org/project/ulmfit/)
-{config.get('ulmfit_version', __version__)}. Fine-tune it on the text of your task, then train a classifier on
-top of its encoder; averaging a forward and a backward classifier usually beats either one.{licence_note}
-
-## Corpus
-
-{_corpus_lines(config)}
-
-## Tokenizer
-
-{_tokenizer_lines(config, lang)}
-
-## Architecture and training
-
-{_training_table(config)}{recipe}
-
-## Results
-
-Perplexity and next-token accuracy on the corpus's valid split (articles held out by a hash of their title):
-
-{_metrics_table(config.get('metrics') or {})}{bench_part}
-
-## How to use
-
-```python
-import ulmfit
-
-lm = ulmfit.from_pretrained("{spec}")                         # the forward model, in eval mode
-fwd, bwd = ulmfit.from_pretrained("{spec}", direction="both")
-print(lm.generate("Your text", words=30))
-```
-
-```bash
-pip install ulmfit
-ulmfit download {spec}
-ulmfit generate {spec} "Your text"
-```
-
-`lm.model` is fastai's AWD-LSTM language model (fastai state-dict key names), so fastai's `load_pretrained` and
-`match_embeds` work with the weights in `fwd/model.safetensors` and `bwd/model.safetensors`.
-
-## Limitations
-
-- Wikipedia is encyclopaedic text: expect a weaker fit to informal text (reviews, social media) until the model
-  is fine-tuned on text of the task, which is what ULMFiT's second stage is for.
-- Perplexities depend on the tokenizer and its vocabulary size: compare them only between models that share both.
-- The model reflects the coverage and biases of its corpus. It is a small LSTM language model: generated text is
-  for inspecting the model, not for use as content.
-
-## Citation
-
-{cite}
-"""
+    return {
+        "which": " and ".join(VARIANTS[d] for d in directions) or "no",
+        "plural": "s" if len(directions) > 1 else "",
+        "made": "converted to this format by" if config.get("converted_from") else "trained with",
+        "converted": bool(config.get("converted_from")),
+        "licence_note": (" The weights are derived from Wikipedia text and are shared under the same licence, "
+                         "CC BY-SA 4.0." if licence == WIKIPEDIA_LICENSE else f" Licence: `{licence}`."),
+        "corpus_lines": _corpus_lines(config),
+        "training_table": _training_table(config),
+        "metrics_table": _metrics_table(config.get("metrics") or {}),
+        "bench_table": _bench_table(bench),
+        "sentencepiece": (config.get("tokenizer") or {}).get("type") == "sentencepiece",
+        "multifit_citation": _template_text("multifit_citation.md"),
+    }
 
 
-def _classifier_body(config: dict, lang, repo_id: str | None, bench: list[dict]) -> str:
+def _classifier_fields(config: dict, bench: list[dict]) -> dict[str, Any]:
     labels = config.get("labels") or []
     lm = config.get("lm") or {}
-    spec = _use_spec(repo_id)
-    kind = "multi-label" if config.get("multi_label") else "single-label"
-    start = (f"the language model `{lm.get('spec')}`" if lm.get("pretrained", True) and lm.get("spec")
-             else "a randomly initialised encoder (no pretraining)")
     evals = _classifier_eval_results(config)
     tables = [_metrics_table(config.get("metrics") or {})]
     if evals:
@@ -356,44 +284,12 @@ def _classifier_body(config: dict, lang, repo_id: str | None, bench: list[dict])
     finetune = config.get("finetune") or {}
     settings = ", ".join(f"{k} {_fmt(v)}" for k, v in finetune.items() if isinstance(v, (int, float, str, list))
                          and not isinstance(v, bool))
-    shown = ", ".join(f"`{x}`" for x in labels[:20]) + (", …" if len(labels) > 20 else "")
-    results = "\n\n".join(tables)
-    return f"""# ULMFiT text classifier: {lang.name} (`{lang.code}`)
-
-A {kind} classifier over {len(labels)} labels ({shown}) made with the ULMFiT recipe (Howard & Ruder 2018) by
-[ulmfit](https://pypi.org/project/ulmfit/) {config.get('ulmfit_version', __version__)}, starting from {start}:
-the language model was fine-tuned on the task's text, then the classifier (concat pooling over the AWD-LSTM
-encoder) was trained with gradual unfreezing and discriminative learning rates. The forward and backward
-classifiers are averaged.
-
-## Tokenizer
-
-{_tokenizer_lines(config, lang)}
-
-## Training
-
-{settings or 'See `config.json`.'}
-
-## Results
-
-On the valid split:
-
-{results}
-
-## How to use
-
-```bash
-pip install ulmfit
-ulmfit predict {spec} "Your text"
-```
-
-## Limitations
-
-- It knows only the labels above and the kind of text it was trained on; text in another language or domain gets
-  unreliable predictions.
-- It reflects the biases of its training data and of the language model's corpus.
-
-## Citation
-
-{CITATION}
-"""
+    return {
+        "kind": "multi-label" if config.get("multi_label") else "single-label",
+        "n_labels": len(labels),
+        "shown_labels": ", ".join(f"`{x}`" for x in labels[:20]) + (", …" if len(labels) > 20 else ""),
+        "start": (f"the language model `{lm.get('spec')}`" if lm.get("pretrained", True) and lm.get("spec")
+                  else "a randomly initialised encoder (no pretraining)"),
+        "settings": settings or "See `config.json`.",
+        "results": "\n\n".join(tables),
+    }

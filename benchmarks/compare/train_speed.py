@@ -72,9 +72,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ulmfit.benchmarks.environment import code_version, machine_info
+from environment import code_version, machine_info  # beside this script
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_TEXT = ROOT.parent / "shared" / "data" / "en" / "wikitext-2" / "valid.txt.xz"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "train_speed.json"
 DEFAULT_VOCAB = 8000
@@ -157,10 +157,10 @@ def ensure_corpus(text: Path, vocab_size: int, cache: Path) -> Path:
 
 def check_corpus(corpus: Path) -> dict:
     from ulmfit.errors import UlmfitError
-    from ulmfit.pretrain.train import read_corpus
+    from ulmfit.pretrain.corpus import Corpus
 
     try:
-        return read_corpus(corpus)
+        return Corpus.open(corpus).meta
     except UlmfitError as e:
         _fail(str(e))
 
@@ -276,7 +276,8 @@ def install_timer() -> list:
 
 
 def child_ulmfit(spec: dict, cfg, meta: dict, device, timers: list) -> dict[str, Any]:
-    from ulmfit.pretrain.train import _max_streams, pretrain
+    from ulmfit.pretrain.corpus import Corpus
+    from ulmfit.pretrain.train import max_valid_streams, pretrain
 
     corpus = Path(spec["corpus"])
     with tempfile.TemporaryDirectory(prefix="train-speed-ulmfit-") as tmp:
@@ -288,7 +289,7 @@ def child_ulmfit(spec: dict, cfg, meta: dict, device, timers: list) -> dict[str,
     epochs = timers[-1].epochs
     for e, h in zip(epochs, result["fwd"]):  # the driver's own figures, to cross-check
         e["driver_tokens_per_s"], e["driver_valid_ppl"] = h["tokens_per_s"], h["valid_ppl"]
-    return {"epochs": epochs, "run_seconds": run_seconds, "valid_bs": min(cfg.bs, _max_streams(corpus, meta, cfg))}
+    return {"epochs": epochs, "run_seconds": run_seconds, "valid_bs": min(cfg.bs, max_valid_streams(Corpus.open(corpus), cfg))}
 
 
 def child_fastai(spec: dict, cfg, meta: dict, device, timers: list) -> dict[str, Any]:
@@ -307,7 +308,8 @@ def child_fastai(spec: dict, cfg, meta: dict, device, timers: list) -> dict[str,
     from fastai.text.models.core import get_language_model
     from fastai.torch_core import set_seed
 
-    from ulmfit.pretrain.train import _max_streams
+    from ulmfit.pretrain.corpus import Corpus
+    from ulmfit.pretrain.train import max_valid_streams
 
     corpus = Path(spec["corpus"])
     bos = bos_id(meta)
@@ -324,7 +326,7 @@ def child_fastai(spec: dict, cfg, meta: dict, device, timers: list) -> dict[str,
     set_seed(cfg.seed)
     train_docs = documents(corpus / "train.bin")
     valid_docs = documents(corpus / "valid.bin")
-    valid_bs = min(cfg.bs, _max_streams(corpus, meta, cfg))
+    valid_bs = min(cfg.bs, max_valid_streams(Corpus.open(corpus), cfg))
     train_dl = LMDataLoader(train_docs, bs=cfg.bs, seq_len=cfg.bptt, shuffle=True)
     valid_dl = LMDataLoader(valid_docs, bs=valid_bs, seq_len=cfg.bptt)
     dls = DataLoaders(train_dl, valid_dl, device=device)

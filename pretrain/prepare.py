@@ -1,0 +1,436 @@
+"""`ulmfit prepare`: a source of articles → cleaned text → tokenizer → token-id files and `meta.json`.
+
+Three stages write a corpus directory (`corpus.py` owns its format), each remembered by a key of everything it
+depends on, so a re-run redoes only what an option changed: `extract` (clean the source into `text/`),
+`tokenizer` (train SentencePiece, or build the word vocabulary) and `ids` (encode both splits). What each stage
+counts goes into `text/stats.json` as it finishes, and from there into `meta.json`, which is written last.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gzip
+import hashlib
+import json
+import logging
+import random
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ulmfit import __version__
+from ulmfit.batching import batched
+from ulmfit.errors import UlmfitError
+from ulmfit.files import file_digest
+from ulmfit.langs import Language, get_lang
+from ulmfit.langs.base import HF_WIKIPEDIA
+from ulmfit.langs.rules import default_rules, make_preprocessor
+from ulmfit.pretrain import tokenizer as tk
+from ulmfit.pretrain.clean import clean_wikitext, tidy_plain
+from ulmfit.pretrain.corpus import SPLITS, Corpus
+from ulmfit.pretrain.parallel import default_workers, ordered_map
+from ulmfit.pretrain.sources import Batch, DumpSource, HubSource, Source, TextSource
+
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION = 1  # bump when cleaning or encoding gives different output for the same inputs
+BATCH_DOCS = 256
+
+
+@dataclass
+class PrepareOptions:
+    """Every option that shapes a corpus. `vocab_size` None means 15,000 for SentencePiece, 60,000 for words."""
+
+    tokenizer: str = "sentencepiece"
+    vocab_size: int | None = None
+    min_freq: int = 3
+    valid_frac: float = 0.05
+    max_tokens: int | None = None
+    min_chars: int = 200
+    sp_sentences: int = 1_000_000
+    rules: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in ("sentencepiece", "word"):
+            raise UlmfitError(f"unknown tokenizer '{self.tokenizer}'; use 'sentencepiece' or 'word'.")
+        if self.vocab_size is None:
+            self.vocab_size = 15_000 if self.tokenizer == "sentencepiece" else 60_000
+        if not 0 <= self.valid_frac < 1:
+            raise UlmfitError(f"--valid-frac must be at least 0 and below 1, not {self.valid_frac}.")
+        if self.max_tokens is not None and self.max_tokens <= 0:
+            raise UlmfitError(f"--max-tokens must be positive, not {self.max_tokens}.")
+        if self.vocab_size < len(tk.SPECIAL_TOKENS) + 1:
+            raise UlmfitError(f"--vocab-size must be above {len(tk.SPECIAL_TOKENS)}, not {self.vocab_size}.")
+
+
+def make_source(lang: Language, min_chars: int, *, dump: str | Path | None = None, hf_dataset: str | None = None,
+                text: list[Path] | None = None, sample: bool = False, cache_dir: Path | None = None) -> Source:
+    """The one source named by the options (exactly one of them)."""
+    given = [name for name, value in (("--dump", dump), ("--hf-dataset", hf_dataset), ("--text", text),
+                                      ("--sample", sample)) if value]
+    if len(given) != 1:
+        raise UlmfitError(
+            "give exactly one source: --dump PATH|URL|latest, --hf-dataset, --text PATH or --sample"
+            + (f" (got {', '.join(given)})." if given else ".")
+        )
+    if sample:
+        from ulmfit.sample import sample_dump
+
+        return DumpSource(lang=lang, min_chars=min_chars, path=sample_dump(lang.code), sample=True)
+    if dump:
+        from ulmfit.pretrain.download import resolve_dump
+
+        spec = str(dump)
+        path = resolve_dump(spec, lang, cache_dir)
+        url = spec if spec == "latest" or "://" in spec else None
+        return DumpSource(lang=lang, min_chars=min_chars, path=path, url=lang.dump_url() if url == "latest" else url)
+    if hf_dataset:
+        config = lang.hf_config if hf_dataset == HF_WIKIPEDIA else None
+        return HubSource(lang=lang, min_chars=min_chars, dataset=hf_dataset, config_name=config)
+    return TextSource(lang=lang, min_chars=min_chars, paths=[Path(p) for p in text])
+
+
+@dataclass
+class _Run:
+    """What the stages of one `prepare` share; `stats` is the content of `text/stats.json`, kept in memory."""
+
+    corpus: Corpus
+    lang: Language
+    rules: list[str]
+    options: PrepareOptions
+    workers: int
+    stats: dict
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage; once it has finished, record its seconds and save the stats."""
+        start = time.perf_counter()
+        yield
+        seconds = {} if name == "extract" else self.stats.get("seconds", {})
+        self.stats["seconds"] = seconds | {name: round(time.perf_counter() - start, 3)}
+        self.corpus.write_stats(self.stats)
+
+
+def prepare_corpus(lang: str | Language, out: Path | str, *, dump: str | Path | None = None,
+                   hf_dataset: str | None = None, text: list[Path] | None = None, sample: bool = False,
+                   options: PrepareOptions | None = None, workers: int | None = None,
+                   cache_dir: Path | None = None) -> dict:
+    """Prepare a corpus directory from one source and return its `meta.json` content."""
+    lang = get_lang(lang) if isinstance(lang, str) else lang
+    options = options or PrepareOptions()
+    rules = options.rules if options.rules is not None else default_rules(lang, options.tokenizer)
+    make_preprocessor(lang, rules)  # fail on an unknown rule before any work
+    if options.tokenizer == "word" and lang.word_tokenizer is None:
+        raise UlmfitError(
+            f"{lang.name} ({lang.code}) has no word tokenizer; use --tokenizer sentencepiece for this language."
+        )
+    corpus = Corpus(out)
+    source = make_source(lang, options.min_chars, dump=dump, hf_dataset=hf_dataset, text=text, sample=sample,
+                         cache_dir=cache_dir)
+
+    keys = {"extract": _key(PIPELINE_VERSION, lang.code, source.identity(), options.min_chars, options.valid_frac)}
+    keys["tokenizer"] = _key(keys["extract"], options.tokenizer, options.vocab_size, options.min_freq,
+                             options.sp_sentences, rules, lang.sp_coverage)
+    keys["ids"] = _key(keys["tokenizer"], options.max_tokens)
+
+    created = _writable_dir(corpus.path)
+    stamps = corpus.read_stamps()
+    if corpus.meta_file.exists() and stamps == keys:
+        log.info("%s is already prepared with these inputs; nothing to do", corpus.path)
+        return json.loads(corpus.meta_file.read_text(encoding="utf-8"))
+    corpus.meta_file.unlink(missing_ok=True)
+    run = _Run(corpus, lang, rules, options, workers or default_workers(), corpus.read_stats() or {})
+    try:
+        if stamps.get("extract") != keys["extract"] or not run.stats:
+            stamps = {}
+            corpus.write_stamps(stamps)
+            with run.stage("extract"):
+                run.stats = _extract(source, corpus, options.valid_frac, run.workers)
+            stamps["extract"] = keys["extract"]
+            corpus.write_stamps(stamps)
+        else:
+            log.info("cleaned text in %s is up to date; not reading the source again", corpus.text_dir)
+
+        sentencepiece = options.tokenizer == "sentencepiece"
+        if sentencepiece and (stamps.get("tokenizer") != keys["tokenizer"]
+                              or not (corpus.path / tk.SP_MODEL).exists()):
+            stamps.pop("ids", None)
+            with run.stage("tokenizer"):
+                _train_sentencepiece(run)
+            stamps["tokenizer"] = keys["tokenizer"]
+            corpus.write_stamps(stamps)
+        elif sentencepiece:
+            log.info("tokenizer %s is up to date", corpus.path / tk.SP_MODEL)
+        if stamps.get("ids") != keys["ids"] or stamps.get("tokenizer") != keys["tokenizer"]:
+            with run.stage("encode"):
+                run.stats["encoded"] = _encode_sentencepiece(run) if sentencepiece else _encode_words(run)
+            stamps.update(tokenizer=keys["tokenizer"], ids=keys["ids"])
+            corpus.write_stamps(stamps)
+        corpus.write_meta(_meta(run, source))
+    except BaseException:
+        if created and "extract" not in stamps:
+            shutil.rmtree(corpus.path, ignore_errors=True)
+        raise
+    meta = corpus.meta
+    log.info("corpus ready in %s: %s train / %s valid tokens", corpus.path, f"{meta['tokens']['train']:,}",
+             f"{meta['tokens']['valid']:,}")
+    return meta
+
+
+# --- stage 1: source → cleaned text ---------------------------------------------------------------------------
+
+def _clean_batch(batch: Batch) -> list[tuple[str | None, str]]:
+    results = []
+    for title, text, markup in batch.docs:
+        if markup == "wikitext":
+            results.append(clean_wikitext(title, text, batch.config))
+        else:
+            results.append(tidy_plain(title, text, batch.config.min_chars))
+    return results
+
+
+def _extract(source: Source, corpus: Corpus, valid_frac: float, workers: int) -> dict:
+    """Clean the source into the corpus's text files; returns the stats of what was kept and skipped."""
+    articles, chars, lines = Counter(), Counter(), Counter()
+    statuses: Counter = Counter()
+    held: str | None = None  # the last train article, kept back in case the valid split ends up empty
+
+    with corpus.text_writer() as files:
+        def write(split: str, doc: str) -> None:
+            corpus.write_doc(files[split], doc)
+            articles[split] += 1
+            chars[split] += len(doc)
+            lines[split] += doc.count("\n") + 1
+
+        for results in ordered_map(_clean_batch, source.batches(BATCH_DOCS), workers):
+            for doc, status in results:
+                statuses[status] += 1
+                if doc is None:
+                    continue
+                if unit_hash(doc_key(doc), "split") < valid_frac:
+                    write("valid", doc)
+                else:
+                    if held is not None:
+                        write("train", held)
+                    held = doc
+        if held is not None:
+            write("valid" if valid_frac > 0 and articles["valid"] == 0 and articles["train"] > 0 else "train", held)
+        skipped = {**source.skipped, **{k: v for k, v in statuses.items() if k != "ok"}}
+        if articles["train"] == 0:
+            raise UlmfitError(
+                f"the source has no articles to train on (skipped: {_fmt_counts(skipped) or 'nothing read'}); "
+                "check that it is the right file, or lower --min-chars."
+            )
+    if articles["valid"] == 0:
+        log.warning("the valid split is empty (%d article in all); validation needs a larger source",
+                    articles["train"])
+    log.info("cleaned %d articles (%d train, %d valid); skipped %s", articles.total(), articles["train"],
+             articles["valid"], _fmt_counts(skipped) or "nothing")
+    return {"articles": {s: articles[s] for s in SPLITS}, "chars": {s: chars[s] for s in SPLITS},
+            "lines": {s: lines[s] for s in SPLITS}, "skipped": skipped, "source": source.describe()}
+
+
+def doc_key(doc: str) -> str:
+    """What splits and samples hash: the first line, which is the title for Wikipedia articles."""
+    return doc.split("\n", 1)[0]
+
+
+def unit_hash(key: str, salt: str) -> float:
+    """A number in [0, 1) fixed by `key`: the same article lands in the same split on every run and machine."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8, person=salt.encode()[:16]).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _sampled(docs: Iterator, keep: float, key=doc_key) -> Iterator:
+    """The items whose sample hash falls below `keep` (all of them when `keep` is 1)."""
+    return docs if keep >= 1 else (d for d in docs if unit_hash(key(d), "sample") < keep)
+
+
+# --- stage 2 and 3, SentencePiece -----------------------------------------------------------------------------
+
+def _train_sentencepiece(run: _Run) -> None:
+    corpus, options = run.corpus, run.options
+    preprocess = make_preprocessor(run.lang, run.rules)
+    n_lines = run.stats["lines"]["train"]
+    keep = min(1.0, 1.2 * options.sp_sentences / max(1, n_lines))
+    rng = random.Random(0)
+
+    def lines() -> Iterator[str]:
+        for doc in corpus.read_docs("train"):
+            for line in doc.split("\n"):
+                if keep >= 1 or rng.random() < keep:
+                    yield preprocess(line)
+
+    work = corpus.path / ".spm-tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("training a SentencePiece unigram model (vocabulary up to %d) on %s", options.vocab_size,
+             f"{min(n_lines, options.sp_sentences):,} lines")
+    model = tk.train_sentencepiece(lines(), work, options.vocab_size, run.lang.sp_coverage, run.workers,
+                                   options.sp_sentences)
+    model.replace(corpus.path / tk.SP_MODEL)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+_ENCODER = None  # the worker process's encoder, built once by `_init_encoder`
+
+
+def _init_encoder(kind: str, model: str | None, lang_code: str, rules: list[str]) -> None:
+    global _ENCODER
+    lang = get_lang(lang_code)
+    _ENCODER = tk.SentencePieceEncoder(Path(model), lang, rules) if kind == "sentencepiece" \
+        else tk.WordTokenizer(lang, rules)
+
+
+def _encode_batch(docs: list[str]) -> list:
+    return _ENCODER(docs)
+
+
+def _encode_sentencepiece(run: _Run) -> dict:
+    corpus, options = run.corpus, run.options
+    model = corpus.path / tk.SP_MODEL
+    encoder = tk.SentencePieceEncoder(model, run.lang, run.rules)
+    keep = 1.0
+    if options.max_tokens:  # estimate tokens per character on the first 2M characters of train text
+        sample, n = [], 0
+        for doc in corpus.read_docs("train"):
+            sample.append(doc)
+            n += len(doc)
+            if n > 2_000_000:
+                break
+        per_char = sum(len(ids) + 1 for ids in encoder(sample)) / max(1, n)
+        keep = min(1.0, 1.05 * options.max_tokens / max(1.0, per_char * run.stats["chars"]["train"]))
+    initargs = ("sentencepiece", str(model), run.lang.code, run.rules)
+
+    def encoded(split: str) -> Iterator[list[list[int]]]:
+        return ordered_map(_encode_batch, batched(_sampled(corpus.read_docs(split), keep), BATCH_DOCS), run.workers,
+                           initializer=_init_encoder, initargs=initargs)
+
+    return _write_ids(run, encoded, len(encoder), keep)
+
+
+def _write_ids(run: _Run, encoded, vocab_size: int, keep: float) -> dict:
+    """Write each split's ids from `encoded(split)`, batches of id lists; stop the train split before it passes
+    `max_tokens`."""
+    max_tokens = run.options.max_tokens
+    dtype = tk.ids_dtype(vocab_size)
+    counts = {"articles": {}, "tokens": {}, "sample_rate": keep, "vocab_size": vocab_size, "dtype": dtype.name}
+    for split in SPLITS:
+        n_docs = n_tokens = 0
+        room = max_tokens if split == "train" and max_tokens else None
+        with run.corpus.ids_writer(split) as f, tqdm(total=run.stats["articles"][split], desc=f"encoding {split}",
+                                                     unit=" articles", disable=None) as bar:
+            for batch in encoded(split):
+                bar.update(len(batch))
+                if room is not None:
+                    sizes = np.cumsum([len(ids) + 1 for ids in batch])
+                    fits = int(np.searchsorted(sizes, room, side="right"))
+                    batch, room = batch[:fits], room - (int(sizes[fits - 1]) if fits else 0)
+                arr = tk.with_bos(batch, dtype)
+                f.write(arr.tobytes())
+                n_docs += len(batch)
+                n_tokens += len(arr)
+                if room is not None and fits < len(sizes):
+                    break
+            if split == "train" and n_docs == 0:
+                raise UlmfitError(f"no article fits in --max-tokens {max_tokens:,}; raise it.")
+        counts["articles"][split], counts["tokens"][split] = n_docs, n_tokens
+    return counts
+
+
+# --- stage 2 and 3, words ------------------------------------------------------------------------------------
+
+def _encode_words(run: _Run) -> dict:
+    """Tokenize both splits once into temporary files, build the vocabulary from the train counts, then map."""
+    corpus, options = run.corpus, run.options
+    tok_dir = corpus.path / ".tokens-tmp"
+    tok_dir.mkdir(exist_ok=True)
+    counts: Counter = Counter()
+    total = 0
+    for split in SPLITS:
+        with gzip.open(tok_dir / f"{split}.jsonl.gz", "wt", encoding="utf-8", compresslevel=1) as f, \
+                tqdm(total=run.stats["articles"][split], desc=f"tokenizing {split}", unit=" articles",
+                     disable=None) as bar:
+            for batch in ordered_map(_encode_batch, batched(corpus.read_docs(split), BATCH_DOCS), run.workers,
+                                     initializer=_init_encoder, initargs=("word", None, run.lang.code, run.rules)):
+                for toks in batch:
+                    f.write(json.dumps(toks, ensure_ascii=False) + "\n")
+                    if split == "train":
+                        counts.update(toks)
+                        total += len(toks) + 1
+                bar.update(len(batch))
+    itos = tk.build_word_vocab(counts, options.vocab_size, options.min_freq)
+    tk.write_word_vocab(corpus.path / tk.WORD_VOCAB, itos)
+    stoi = {t: i for i, t in enumerate(itos)}
+    keep = min(1.0, options.max_tokens / total) if options.max_tokens else 1.0
+
+    def encoded(split: str) -> Iterator[list[list[int]]]:
+        # Articles are sampled by their title line, as on the SentencePiece path.
+        with gzip.open(tok_dir / f"{split}.jsonl.gz", "rt", encoding="utf-8") as f:
+            pairs = zip(map(doc_key, corpus.read_docs(split)), f)
+            for batch in batched(_sampled(pairs, keep, key=lambda pair: pair[0]), BATCH_DOCS):
+                yield [[stoi.get(t, tk.UNK) for t in json.loads(line)] for _, line in batch]
+
+    result = _write_ids(run, encoded, len(itos), keep)
+    shutil.rmtree(tok_dir, ignore_errors=True)
+    return result
+
+
+# --- bookkeeping ---------------------------------------------------------------------------------------------
+
+def _meta(run: _Run, source: Source) -> dict:
+    lang, options, stats = run.lang, run.options, run.stats
+    counts = stats["encoded"]
+    tok_file = run.corpus.path / (tk.SP_MODEL if options.tokenizer == "sentencepiece" else tk.WORD_VOCAB)
+    return {
+        "lang": lang.code,
+        "lang_name": lang.name,
+        "generic_adapter": lang.generic,
+        "source": stats["source"],
+        "tokenizer": options.tokenizer,
+        "tokenizer_file": tok_file.name,
+        "tokenizer_hash": "sha256:" + file_digest(tok_file),
+        "vocab_size": counts["vocab_size"],
+        "dtype": counts["dtype"],
+        "special_tokens": tk.SPECIAL_TOKENS,
+        "rules": run.rules,
+        "articles": counts["articles"],
+        "tokens": counts["tokens"],
+        "sample_rate": counts["sample_rate"],
+        "cleaned": {"articles": stats["articles"], "chars": stats["chars"]},
+        "skipped": stats["skipped"],
+        "options": asdict(options) | {"rules": run.rules},
+        "seconds": stats.get("seconds", {}),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "ulmfit_version": __version__,
+    }
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _fmt_counts(counts: dict) -> str:
+    return ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in sorted(counts.items()) if v)
+
+
+def _writable_dir(out: Path) -> bool:
+    """Make `out` if needed and check that it takes files; True when this call created it."""
+    created = not out.exists()
+    if out.exists() and not out.is_dir():
+        raise UlmfitError(f"output path {out} is a file; choose a directory for --out.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise UlmfitError(f"cannot write to the output directory {out} ({e.strerror}); choose another --out.") from e
+    return created
