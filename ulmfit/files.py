@@ -3,6 +3,8 @@ compressed files by what they hold rather than by their name."""
 from __future__ import annotations
 
 import bz2
+import contextlib
+import fcntl
 import gzip
 import hashlib
 import io
@@ -10,7 +12,9 @@ import json
 import lzma
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
+
+from ulmfit.errors import UlmfitError
 
 # Errors a damaged or cut-off compressed file raises while it is read.
 DECOMPRESSION_ERRORS = (OSError, EOFError, lzma.LZMAError)
@@ -67,3 +71,40 @@ def open_compressed(path: Path | str) -> BinaryIO:
 def open_compressed_text(path: Path | str, errors: str = "strict") -> io.TextIOWrapper:
     """`open_compressed` as UTF-8 text (a byte-order mark is skipped)."""
     return io.TextIOWrapper(open_compressed(path), encoding="utf-8-sig", errors=errors)
+
+
+@contextlib.contextmanager
+def output_lock(out: Path | str) -> Iterator[None]:
+    """Hold a lock on an output folder while a command writes it; a second command on the same folder gets a
+    one-line error naming the process that holds it.
+
+    The lock is `flock` on a file beside the folder (`.NAME.lock`), so it survives the folder being swapped in,
+    and the kernel releases it when the holder exits, however it exits (kill -9 included): a stale lock file
+    never blocks the next run.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f".{out.name}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UlmfitError(f"{out} is in use by PID {holder}; wait for that run to finish (or stop it), or "
+                              "choose another output folder.") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file as we opened it: lock the one that is there now
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
