@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import importlib.util
+import json
 import logging
 import lzma
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -299,3 +302,50 @@ def test_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
+
+def _generator():
+    """benchmarks/compare/make_multistream_dump.py, which is a script, not part of the package."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "compare" / "make_multistream_dump.py"
+    spec = importlib.util.spec_from_file_location("make_multistream_dump", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # worker processes get its functions by module name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check_generated(out, source, lang, xml_bytes, capsys):
+    """Run the generator on `source`; every page reads back, in order, with its fresh title and its own text."""
+    argv = ["--source", str(source), "--lang", lang, "--xml-gb", str(xml_bytes / 1e9), "--out", str(out),
+            "--workers", "2", "--pages-per-stream", "7"]
+    assert _generator().main(argv) == 0
+    summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    dump = out / f"{lang}wiki-20990101-pages-articles-multistream.xml.bz2"
+    assert summary["dump"] == str(dump) and summary["xml_bytes"] >= xml_bytes
+    assert sorted(p.name for p in out.iterdir()) == [dump.name.replace(".xml.bz2", "-index.txt.bz2"), dump.name]
+    source_pages = list(DumpReader(source))
+    n = len(source_pages)
+    _, pages, infos = _read_ranges(dump, target_bytes=50_000)  # with the index beside it
+    assert len(pages) == summary["pages"] > n and not infos[-1].truncated
+    for i, page in enumerate(pages):
+        src = source_pages[i % n]
+        assert page.title == src.title + (f" (copy {i // n})" if i >= n else "")
+        assert (page.ns, page.text, page.redirect) == (src.ns, src.text, src.redirect)
+    index = bz2.decompress((out / INDEX.replace("xxwiki", f"{lang}wiki")).read_bytes()).decode().splitlines()
+    assert [line.split(":", 2)[1:] for line in index] == [[str(i), p.title] for i, p in enumerate(pages, 1)]
+    scanned = ms.scan_stream_starts(dump)
+    assert scanned[1:-1] == ms.index_stream_starts(ms.index_beside(dump), dump, scanned[1])
+    return pages
+
+
+def test_generator_on_a_test_dump(tmp_path, capsys):
+    source = tmp_path / "source.xml.bz2"
+    source.write_bytes(bz2.compress(dump_xml(PAGES[:40]).encode()))
+    pages = _check_generated(tmp_path / "out", source, "xx", 200_000, capsys)
+    assert any("(copy 2)" in p.title for p in pages)
+
+
+@pytest.mark.slow
+def test_generator_on_a_real_dump(shared_data, tmp_path, capsys):
+    source = shared_data / "en/wikipedia_xml/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+    pages = _check_generated(tmp_path, source, "en", 8_000_000, capsys)  # the source has 6 MB of XML
+    assert pages[206].title == "AccessibleComputing (copy 1)"
