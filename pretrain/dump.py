@@ -103,58 +103,90 @@ class DumpReader:
             self.info.truncated, self.info.truncation = True, why
 
     def _parse(self, stream: BinaryIO) -> Iterator[Page]:
-        parser = ET.XMLPullParser(events=("start", "end"))
-        root: ET.Element | None = None
-        in_siteinfo = False
+        parser = PageParser(self.info)
         try:
             for chunk in self._chunks(stream):
-                parser.feed(chunk)
-                for event, elem in parser.read_events():
-                    tag = _local(elem.tag)
-                    if root is None:
-                        root = elem
-                        if tag != "mediawiki":
-                            raise UlmfitError(
-                                f"{self.path} is XML but not a MediaWiki dump (its root element is <{tag}>, "
-                                "not <mediawiki>); pass a `pages-articles` dump."
-                            )
-                        self.info.xml_lang = elem.get("{http://www.w3.org/XML/1998/namespace}lang")
-                        continue
-                    if event == "start":
-                        in_siteinfo = in_siteinfo or tag == "siteinfo"
-                        continue
-                    if in_siteinfo:
-                        if tag == "dbname":
-                            self.info.dbname = (elem.text or "").strip() or None
-                        elif tag == "namespace":
-                            self.info.namespaces[int(elem.get("key", "0"))] = (elem.text or "").strip()
-                        elif tag == "siteinfo":
-                            in_siteinfo = False
-                            root.clear()
-                    elif tag == "page":
-                        page = self._page(elem)
-                        root.clear()  # the page is read: let it go
-                        if page is not None:
-                            self.info.pages += 1
-                            yield page
+                yield from parser.feed(chunk)
             parser.close()
         except ET.ParseError as e:
-            if root is None and self.info.truncated:
+            if parser.root is None and self.info.truncated:
                 raise UlmfitError(
                     f"{self.path} breaks off before its first page ({self.info.truncation}); "
                     "the file is incomplete: download it again."
                 ) from e
-            if root is None:
+            if parser.root is None:
                 raise UlmfitError(
                     f"{self.path} is not a MediaWiki XML dump ({e}); pass a `pages-articles` .xml or .xml.bz2 file."
                 ) from e
-            self._truncated("its XML ends before the closing </mediawiki>" if "no element found" in str(e)
-                            else f"its XML breaks off ({e})")
-        if root is None:
+            self._truncated(PageParser.cut_reason(e))
+        if parser.root is None:
             raise UlmfitError(f"{self.path} holds no XML; pass a MediaWiki `pages-articles` dump.")
         if self.info.truncated:
             log.warning("%s is truncated (%s): kept the %d complete pages before the cut",
                         self.path.name, self.info.truncation, self.info.pages)
+
+
+class PageParser:
+    """The dump's XML fed in pieces of bytes: the `<mediawiki>` root and `<siteinfo>` fill in `info`, and each
+    `<page>` comes out of `feed` as soon as it is complete.
+
+    `DumpReader` feeds it a whole file; `multistream.RangeReader` feeds it the header stream of a multistream dump,
+    then the `<page>` elements of a range of streams, without closing it. `depth` counts the elements open, so
+    `depth == 1` after a feed means it ended between pages.
+    """
+
+    def __init__(self, info: DumpInfo):
+        self.info = info
+        self.root: ET.Element | None = None
+        self.depth = 0
+        self._parser = ET.XMLPullParser(events=("start", "end"))
+        self._in_siteinfo = False
+
+    def feed(self, data: bytes) -> list[Page]:
+        """Parse `data`; the pages it completes. Raises `ET.ParseError` where the XML is broken."""
+        self._parser.feed(data)
+        pages = []
+        for event, elem in self._parser.read_events():
+            self.depth += 1 if event == "start" else -1
+            tag = _local(elem.tag)
+            if self.root is None:
+                self.root = elem
+                if tag != "mediawiki":
+                    raise UlmfitError(
+                        f"{self.info.path} is XML but not a MediaWiki dump (its root element is <{tag}>, "
+                        "not <mediawiki>); pass a `pages-articles` dump."
+                    )
+                self.info.xml_lang = elem.get("{http://www.w3.org/XML/1998/namespace}lang")
+                continue
+            if event == "start":
+                self._in_siteinfo = self._in_siteinfo or tag == "siteinfo"
+                continue
+            if self._in_siteinfo:
+                if tag == "dbname":
+                    self.info.dbname = (elem.text or "").strip() or None
+                elif tag == "namespace":
+                    self.info.namespaces[int(elem.get("key", "0"))] = (elem.text or "").strip()
+                elif tag == "siteinfo":
+                    self._in_siteinfo = False
+                    self.root.clear()
+            elif tag == "page":
+                page = self._page(elem)
+                self.root.clear()  # the page is read: let it go
+                if page is not None:
+                    self.info.pages += 1
+                    pages.append(page)
+        return pages
+
+    def close(self) -> None:
+        """The XML ends here. Raises `ET.ParseError` when it is not complete (`cut_reason` says why)."""
+        self._parser.close()
+
+    @staticmethod
+    def cut_reason(e: ET.ParseError) -> str:
+        """Why the XML is cut off, for `DumpInfo.truncation`, from the error that `feed` or `close` raised."""
+        if "no element found" in str(e):
+            return "its XML ends before the closing </mediawiki>"
+        return f"its XML breaks off ({e})"
 
     @staticmethod
     def _page(elem: ET.Element) -> Page | None:
