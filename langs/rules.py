@@ -1,55 +1,84 @@
-"""Text rules applied before tokenization, by name, so a corpus or model can record and replay them.
+"""Text rules applied before tokenization, by name, so a corpus or model can record and replay them, and fastai's
+special tokens, which the rules insert.
 
-fastai's rules are used as they are, except the two case rules: fastai's `replace_maj`/`replace_all_caps` match
-`[A-Z]` only, so "Москва" or "Übel" would be lower-cased without an `xxmaj` marker and the case would be lost.
-The versions here mark upper case in any cased script.
+The rules are fastai's text rules (`fastai.text.core`: `fix_html`, `replace_rep`, `replace_wrep`,
+`spec_add_spaces`, `rm_useless_spaces`, `replace_all_caps`, `replace_maj`), with fastai's patterns and outputs,
+written here rather than imported because importing fastai imports torch: about 400 MB in every process that
+cleans or encodes text, which `ulmfit prepare` runs one of per core. `tests/langs/test_rules.py` checks that
+each rule gives fastai's output on real text.
+
+The two case rules differ from fastai's on purpose: fastai's match `[A-Z]` only, so "Москва" or "Übel" would be
+lower-cased without an `xxmaj` marker and the case would be lost. The versions here mark upper case in any cased
+script; fastai's ASCII-only versions stay available, under `fastai_` names, to replay models trained with them.
 """
 from __future__ import annotations
 
+import html
 import re
 import sys
 from typing import Callable
 
-import fastai.text.core as fastai_text
-from fastai.text.core import (
-    TK_MAJ,
-    TK_UP,
-    fix_html,
-    replace_rep,
-    replace_wrep,
-    rm_useless_spaces,
-    spec_add_spaces,
-)
-
 from ulmfit.errors import UlmfitError
 from ulmfit.langs.base import Language
+
+# fastai's special tokens, in fastai's order: ids 0-8 of every vocabulary here.
+UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = SPECIAL_TOKENS = [
+    "xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj"]
+
+_HTML_FIXES = (("#39;", "'"), ("amp;", "&"), ("#146;", "'"), ("nbsp;", " "), ("#36;", "$"), ("\\n", "\n"),
+               ("quot;", "'"), ("<br />", "\n"), ('\\"', '"'), ("<unk>", UNK), (" @.@ ", "."), (" @-@ ", "-"),
+               ("...", " …"))
+_RE_REP = re.compile(r"(\S)(\1{2,})")
+_RE_WREP = re.compile(r"(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)")
+_RE_SPEC = re.compile(r"([/#\\])")
+_RE_SPACES = re.compile(" {2,}")
 
 _UPPER = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isupper() and c.lower() != c)
 _LOWER = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.islower())
 _U, _L = re.escape(_UPPER), re.escape(_LOWER)
-# Same shapes as fastai's patterns, with the ASCII classes widened to every cased letter.
-_re_all_caps = re.compile(rf"(\s|^)([{_U}]+[^{_L}\s]*)(?=(\s|$))")
-_re_maj = re.compile(rf"(\s|^)([{_U}][^{_U}\s]*)(?=(\s|$))")
+_RE_ALL_CAPS = re.compile(rf"(\s|^)([{_U}]+[^{_L}\s]*)(?=(\s|$))")
+_RE_MAJ = re.compile(rf"(\s|^)([{_U}][^{_U}\s]*)(?=(\s|$))")
+_RE_ASCII_ALL_CAPS = re.compile(r"(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))")
+_RE_ASCII_MAJ = re.compile(r"(\s|^)([A-Z][^A-Z\s]*)(?=(\s|$))")
 
 
-def replace_all_caps(text: str) -> str:
-    """Lower-case words written in capitals and put `xxup` before those longer than one letter."""
-
-    def _sub(m: re.Match) -> str:
-        marker = f"{TK_UP} " if len(m.group(2)) > 1 else ""
-        return f"{m.group(1)}{marker}{m.group(2).lower()}"
-
-    return _re_all_caps.sub(_sub, text)
+def fix_html(text: str) -> str:
+    """Undo the HTML and WikiText-103 leftovers fastai's rule knows (`&amp;` remnants, `@-@`, `<br />`, …)."""
+    for old, new in _HTML_FIXES:
+        text = text.replace(old, new)
+    return html.unescape(text)
 
 
-def replace_maj(text: str) -> str:
-    """Lower-case capitalised words and put `xxmaj` before those longer than one letter."""
+def replace_rep(text: str) -> str:
+    """A character repeated 3 times or more becomes `xxrep N c`."""
+    return _RE_REP.sub(lambda m: f" {TK_REP} {len(m[2]) + 1} {m[1]} ", text)
 
-    def _sub(m: re.Match) -> str:
-        marker = f"{TK_MAJ} " if len(m.group(2)) > 1 else ""
-        return f"{m.group(1)}{marker}{m.group(2).lower()}"
 
-    return _re_maj.sub(_sub, text)
+def replace_wrep(text: str) -> str:
+    """A word repeated 3 times or more becomes `xxwrep N word`."""
+    return _RE_WREP.sub(lambda m: f" {TK_WREP} {len(m[2].split()) + 2} {m[1]} {m[3]}", text)
+
+
+def spec_add_spaces(text: str) -> str:
+    """Spaces around `/`, `#` and `\\`."""
+    return _RE_SPEC.sub(r" \1 ", text)
+
+
+def rm_useless_spaces(text: str) -> str:
+    """Runs of spaces become one."""
+    return _RE_SPACES.sub(" ", text)
+
+
+def _case_rule(pattern: re.Pattern, marker: str) -> Callable[[str], str]:
+    def rule(text: str) -> str:
+        return pattern.sub(lambda m: f"{m[1]}{marker + ' ' if len(m[2]) > 1 else ''}{m[2].lower()}", text)
+    return rule
+
+
+replace_all_caps = _case_rule(_RE_ALL_CAPS, TK_UP)
+replace_all_caps.__doc__ = "Lower-case words written in capitals and put `xxup` before those longer than one letter."
+replace_maj = _case_rule(_RE_MAJ, TK_MAJ)
+replace_maj.__doc__ = "Lower-case capitalised words and put `xxmaj` before those longer than one letter."
 
 
 def lowercase(text: str) -> str:
@@ -67,8 +96,8 @@ RULES: dict[str, Callable[[str], str]] = {
     "replace_maj": replace_maj,
     "lowercase": lowercase,
     # fastai's own ASCII-only case rules, for replaying models trained with them (`ulmfit convert`).
-    "fastai_replace_all_caps": fastai_text.replace_all_caps,
-    "fastai_replace_maj": fastai_text.replace_maj,
+    "fastai_replace_all_caps": _case_rule(_RE_ASCII_ALL_CAPS, TK_UP),
+    "fastai_replace_maj": _case_rule(_RE_ASCII_MAJ, TK_MAJ),
 }
 CASE_RULES = ("replace_all_caps", "replace_maj", "lowercase")
 

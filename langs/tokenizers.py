@@ -8,10 +8,9 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Iterator
 
-from fastai.text.core import defaults
-
 from ulmfit.errors import UlmfitError
 from ulmfit.langs.base import Language, WordTokenizer
+from ulmfit.langs.rules import SPECIAL_TOKENS
 
 
 class SpacyWordTokenizer:
@@ -28,7 +27,7 @@ class SpacyWordTokenizer:
 
         self.code, self.config, self.batch_size = code, config or {}, batch_size
         self.nlp = spacy.blank(code, config=self.config)
-        for tok in defaults.text_spec_tok:
+        for tok in SPECIAL_TOKENS:
             self.nlp.tokenizer.add_special_case(tok, [{ORTH: tok}])
 
     def __reduce__(self):

@@ -17,6 +17,7 @@ import contextlib
 import gzip
 import io
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -118,7 +119,9 @@ class Corpus:
         """One writable text file per split; they replace the old ones only when the block ends without error."""
         self.text_dir.mkdir(parents=True, exist_ok=True)
         tmp = {s: self.text_file(s).with_name(self.text_file(s).name + ".tmp") for s in SPLITS}
-        files = {s: gzip.open(tmp[s], "wt", encoding="utf-8", compresslevel=3) for s in SPLITS}
+        # mtime=0: the same text gives the same bytes (a gzip header records the time otherwise)
+        files = {s: io.TextIOWrapper(gzip.GzipFile(tmp[s], "wb", compresslevel=3, mtime=0), encoding="utf-8")
+                 for s in SPLITS}
         try:
             yield files
         finally:
@@ -154,6 +157,19 @@ class Corpus:
 
     def write_stamps(self, stamps: dict) -> None:
         write_json(self.path / STAGES, stamps)
+
+    def link_files_from(self, other: Corpus) -> None:
+        """Give this (new) directory the files of `other` but its `meta.json`, as hard links (copies where links
+        fail): its stages can then start from `other`'s. Every writer here replaces files by renaming, so the
+        links never change `other`."""
+        for src in other.path.rglob("*"):
+            if src.is_file() and src != other.meta_file:
+                dest = self.path / src.relative_to(other.path)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(src, dest)
+                except OSError:
+                    shutil.copy2(src, dest)
 
     def write_meta(self, meta: dict) -> None:
         """`meta.json`, written last: the corpus is now finished."""

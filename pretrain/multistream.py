@@ -35,7 +35,6 @@ import bz2
 import io
 import logging
 import os
-import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import random
+import resource
 import shutil
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from ulmfit import __version__
 from ulmfit.batching import batched
 from ulmfit.errors import UlmfitError
-from ulmfit.files import file_digest
+from ulmfit.files import file_digest, output_lock, recover_swap, swap_in
 from ulmfit.langs import Language, get_lang
 from ulmfit.langs.base import HF_WIKIPEDIA
 from ulmfit.langs.rules import default_rules, make_preprocessor
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 PIPELINE_VERSION = 1  # bump when cleaning or encoding gives different output for the same inputs
 BATCH_DOCS = 256
+MIN_VALID_TOKENS = 10_000  # fewer, and a corpus's valid perplexity says little: warn
 
 
 @dataclass
@@ -70,7 +72,8 @@ class PrepareOptions:
 
 
 def make_source(lang: Language, min_chars: int, *, dump: str | Path | None = None, hf_dataset: str | None = None,
-                text: list[Path] | None = None, sample: bool = False, cache_dir: Path | None = None) -> Source:
+                text: list[Path] | None = None, sample: bool = False, cache_dir: Path | None = None,
+                force_lang: bool = False) -> Source:
     """The one source named by the options (exactly one of them)."""
     given = [name for name, value in (("--dump", dump), ("--hf-dataset", hf_dataset), ("--text", text),
                                       ("--sample", sample)) if value]
@@ -89,7 +92,8 @@ def make_source(lang: Language, min_chars: int, *, dump: str | Path | None = Non
         spec = str(dump)
         path = resolve_dump(spec, lang, cache_dir)
         url = spec if spec == "latest" or "://" in spec else None
-        return DumpSource(lang=lang, min_chars=min_chars, path=path, url=lang.dump_url() if url == "latest" else url)
+        return DumpSource(lang=lang, min_chars=min_chars, path=path, url=lang.dump_url() if url == "latest" else url,
+                          force_lang=force_lang)
     if hf_dataset:
         config = lang.hf_config if hf_dataset == HF_WIKIPEDIA else None
         return HubSource(lang=lang, min_chars=min_chars, dataset=hf_dataset, config_name=config)
@@ -109,19 +113,24 @@ class _Run:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time a stage; once it has finished, record its seconds and save the stats."""
-        start = time.perf_counter()
+        """Time a stage; once it has finished, record its wall and CPU seconds (this process and its workers)
+        and save the stats."""
+        start, cpu = time.perf_counter(), _cpu_seconds()
         yield
-        seconds = {} if name == "extract" else self.stats.get("seconds", {})
-        self.stats["seconds"] = seconds | {name: round(time.perf_counter() - start, 3)}
+        first = name == "extract"
+        self.stats["seconds"] = ({} if first else self.stats.get("seconds", {})) | {
+            name: round(time.perf_counter() - start, 3)}
+        self.stats["cpu_seconds"] = ({} if first else self.stats.get("cpu_seconds", {})) | {
+            name: round(_cpu_seconds() - cpu, 3)}
         self.corpus.write_stats(self.stats)
 
 
 def prepare_corpus(lang: str | Language, out: Path | str, *, dump: str | Path | None = None,
                    hf_dataset: str | None = None, text: list[Path] | None = None, sample: bool = False,
                    options: PrepareOptions | None = None, workers: int | None = None,
-                   cache_dir: Path | None = None) -> dict:
-    """Prepare a corpus directory from one source and return its `meta.json` content."""
+                   cache_dir: Path | None = None, force_lang: bool = False) -> dict:
+    """Prepare a corpus directory from one source and return its `meta.json` content. A dump of another Wikipedia
+    than `lang`'s is refused unless `force_lang`."""
     lang = get_lang(lang) if isinstance(lang, str) else lang
     options = options or PrepareOptions()
     rules = options.rules if options.rules is not None else default_rules(lang, options.tokenizer)
@@ -130,69 +139,108 @@ def prepare_corpus(lang: str | Language, out: Path | str, *, dump: str | Path | 
         raise UlmfitError(
             f"{lang.name} ({lang.code}) has no word tokenizer; use --tokenizer sentencepiece for this language."
         )
-    corpus = Corpus(out)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UlmfitError(f"output path {out} is a file; choose a directory for --out.")
     source = make_source(lang, options.min_chars, dump=dump, hf_dataset=hf_dataset, text=text, sample=sample,
-                         cache_dir=cache_dir)
-
+                         cache_dir=cache_dir, force_lang=force_lang)
     keys = {"extract": _key(PIPELINE_VERSION, lang.code, source.identity(), options.min_chars, options.valid_frac)}
     keys["tokenizer"] = _key(keys["extract"], options.tokenizer, options.vocab_size, options.min_freq,
                              options.sp_sentences, rules, lang.sp_coverage)
     keys["ids"] = _key(keys["tokenizer"], options.max_tokens)
 
-    created = _writable_dir(corpus.path)
-    stamps = corpus.read_stamps()
-    if corpus.meta_file.exists() and stamps == keys:
-        log.info("%s is already prepared with these inputs; nothing to do", corpus.path)
-        return json.loads(corpus.meta_file.read_text(encoding="utf-8"))
-    corpus.meta_file.unlink(missing_ok=True)
-    run = _Run(corpus, lang, rules, options, workers or default_workers(), corpus.read_stats() or {})
-    try:
-        if stamps.get("extract") != keys["extract"] or not run.stats:
-            stamps = {}
-            corpus.write_stamps(stamps)
-            with run.stage("extract"):
-                run.stats = _extract(source, corpus, options.valid_frac, run.workers)
-            stamps["extract"] = keys["extract"]
-            corpus.write_stamps(stamps)
-        else:
-            log.info("cleaned text in %s is up to date; not reading the source again", corpus.text_dir)
-
-        sentencepiece = options.tokenizer == "sentencepiece"
-        if sentencepiece and (stamps.get("tokenizer") != keys["tokenizer"]
-                              or not (corpus.path / tk.SP_MODEL).exists()):
-            stamps.pop("ids", None)
-            with run.stage("tokenizer"):
-                _train_sentencepiece(run)
-            stamps["tokenizer"] = keys["tokenizer"]
-            corpus.write_stamps(stamps)
-        elif sentencepiece:
-            log.info("tokenizer %s is up to date", corpus.path / tk.SP_MODEL)
-        if stamps.get("ids") != keys["ids"] or stamps.get("tokenizer") != keys["tokenizer"]:
-            with run.stage("encode"):
-                run.stats["encoded"] = _encode_sentencepiece(run) if sentencepiece else _encode_words(run)
-            stamps.update(tokenizer=keys["tokenizer"], ids=keys["ids"])
-            corpus.write_stamps(stamps)
-        corpus.write_meta(_meta(run, source))
-    except BaseException:
-        if created and "extract" not in stamps:
-            shutil.rmtree(corpus.path, ignore_errors=True)
-        raise
-    meta = corpus.meta
-    log.info("corpus ready in %s: %s train / %s valid tokens", corpus.path, f"{meta['tokens']['train']:,}",
+    with output_lock(out):
+        recover_swap(out)
+        final = Corpus(out)
+        if final.meta_file.exists() and final.read_stamps() == keys:
+            log.info("%s is already prepared with these inputs; nothing to do", out)
+            return json.loads(final.meta_file.read_text(encoding="utf-8"))
+        work = Corpus(out.parent / f".{out.name}.partial")
+        _writable_dir(work.path)
+        stamps = _start_from(work, final, keys)
+        run = _Run(work, lang, rules, options, workers or default_workers(), work.read_stats() or {})
+        try:
+            _run_stages(run, source, stamps, keys)
+        except BaseException:
+            if "extract" not in stamps:  # nothing worth keeping for the next try
+                shutil.rmtree(work.path, ignore_errors=True)
+            raise
+        work.write_meta(_meta(run, source))
+        swap_in(work.path, out)
+    meta = work.meta
+    log.info("corpus ready in %s: %s train / %s valid tokens", out, f"{meta['tokens']['train']:,}",
              f"{meta['tokens']['valid']:,}")
     return meta
 
 
+def _start_from(work: Corpus, final: Corpus, keys: dict) -> dict:
+    """The stages `work` (a hidden sibling of `--out`, where a run builds its corpus before swapping it in)
+    can skip: those its own leftovers of an earlier run have done with the same inputs, or else those the
+    finished corpus at `--out` has, whose files are linked in. Returns the stamps of those stages."""
+    def done(stamps: dict) -> dict:
+        kept = {}
+        for stage in keys:  # in order: each key includes the one before
+            if stamps.get(stage) != keys[stage]:
+                break
+            kept[stage] = keys[stage]
+        return kept
+
+    own = done(work.read_stamps())
+    theirs = done(final.read_stamps()) if final.meta_file.exists() else {}
+    if len(theirs) > len(own):
+        shutil.rmtree(work.path)
+        work.path.mkdir(parents=True)
+        work.link_files_from(final)
+        own = theirs
+    work.write_stamps(own)
+    return own
+
+
+def _run_stages(run: _Run, source: Source, stamps: dict, keys: dict) -> None:
+    """Clean, train the tokenizer, encode: each stage that `stamps` does not already mark as done."""
+    corpus, options = run.corpus, run.options
+    if stamps.get("extract") != keys["extract"] or not run.stats:
+        stamps.clear()
+        corpus.write_stamps(stamps)
+        with run.stage("extract"):
+            run.stats = _extract(source, corpus, options.valid_frac, run.workers)
+        stamps["extract"] = keys["extract"]
+        corpus.write_stamps(stamps)
+    else:
+        log.info("cleaned text of %s is up to date; not reading the source again", corpus.path.name.strip("."))
+
+    sentencepiece = options.tokenizer == "sentencepiece"
+    if sentencepiece and stamps.get("tokenizer") != keys["tokenizer"]:
+        stamps.pop("ids", None)
+        with run.stage("tokenizer"):
+            _train_sentencepiece(run)
+        stamps["tokenizer"] = keys["tokenizer"]
+        corpus.write_stamps(stamps)
+    elif sentencepiece:
+        log.info("the SentencePiece model is up to date")
+    if stamps.get("ids") != keys["ids"] or stamps.get("tokenizer") != keys["tokenizer"]:
+        with run.stage("encode"):
+            run.stats["encoded"] = _encode_sentencepiece(run) if sentencepiece else _encode_words(run)
+        stamps.update(tokenizer=keys["tokenizer"], ids=keys["ids"])
+        corpus.write_stamps(stamps)
+
+
 # --- stage 1: source → cleaned text ---------------------------------------------------------------------------
 
-def _clean_batch(batch: Batch) -> list[tuple[str | None, str]]:
-    results = []
-    for title, text, markup in batch.docs:
-        if markup == "wikitext":
-            results.append(clean_wikitext(title, text, batch.config))
+def _clean_batch(batch: Batch) -> tuple[list[tuple[str | None, str]], Batch]:
+    """In a worker: `(text or None, status)` per article or skipped page, and the batch, its items dropped, with
+    what reading it found (`Source.done` takes it)."""
+    config = batch.config
+    results: list[tuple[str | None, str]] = []
+    for item in batch.articles():
+        if isinstance(item, str):
+            results.append((None, item))
+        elif item[2] == "wikitext":
+            results.append(clean_wikitext(item[0], item[1], config))
         else:
-            results.append(tidy_plain(title, text, batch.config.min_chars))
-    return results
+            results.append(tidy_plain(item[0], item[1], config.min_chars))
+    batch.items = []
+    return results, batch
 
 
 def _extract(source: Source, corpus: Corpus, valid_frac: float, workers: int) -> dict:
@@ -208,7 +256,8 @@ def _extract(source: Source, corpus: Corpus, valid_frac: float, workers: int) ->
             chars[split] += len(doc)
             lines[split] += doc.count("\n") + 1
 
-        for results in ordered_map(_clean_batch, source.batches(BATCH_DOCS), workers):
+        for results, batch in ordered_map(_clean_batch, source.batches(BATCH_DOCS), workers):
+            source.done(batch)
             for doc, status in results:
                 statuses[status] += 1
                 if doc is None:
@@ -221,7 +270,7 @@ def _extract(source: Source, corpus: Corpus, valid_frac: float, workers: int) ->
                     held = doc
         if held is not None:
             write("valid" if valid_frac > 0 and articles["valid"] == 0 and articles["train"] > 0 else "train", held)
-        skipped = {**source.skipped, **{k: v for k, v in statuses.items() if k != "ok"}}
+        skipped = {k: v for k, v in sorted(statuses.items()) if k != "ok"}
         if articles["train"] == 0:
             raise UlmfitError(
                 f"the source has no articles to train on (skipped: {_fmt_counts(skipped) or 'nothing read'}); "
@@ -308,15 +357,16 @@ def _encode_sentencepiece(run: _Run) -> dict:
     initargs = ("sentencepiece", str(model), run.lang.code, run.rules)
 
     def encoded(split: str) -> Iterator[list[list[int]]]:
-        return ordered_map(_encode_batch, batched(_sampled(corpus.read_docs(split), keep), BATCH_DOCS), run.workers,
-                           initializer=_init_encoder, initargs=initargs)
+        docs = _sampled(corpus.read_docs(split), keep if split == "train" else 1.0)
+        return ordered_map(_encode_batch, batched(docs, BATCH_DOCS), run.workers, initializer=_init_encoder,
+                           initargs=initargs)
 
     return _write_ids(run, encoded, len(encoder), keep)
 
 
 def _write_ids(run: _Run, encoded, vocab_size: int, keep: float) -> dict:
     """Write each split's ids from `encoded(split)`, batches of id lists; stop the train split before it passes
-    `max_tokens`."""
+    `max_tokens` (which samples and caps the train split only: the valid split stays whole)."""
     max_tokens = run.options.max_tokens
     dtype = tk.ids_dtype(vocab_size)
     counts = {"articles": {}, "tokens": {}, "sample_rate": keep, "vocab_size": vocab_size, "dtype": dtype.name}
@@ -340,6 +390,9 @@ def _write_ids(run: _Run, encoded, vocab_size: int, keep: float) -> dict:
             if split == "train" and n_docs == 0:
                 raise UlmfitError(f"no article fits in --max-tokens {max_tokens:,}; raise it.")
         counts["articles"][split], counts["tokens"][split] = n_docs, n_tokens
+    if counts["tokens"]["valid"] < MIN_VALID_TOKENS:
+        log.warning("the valid split holds %d tokens (%d articles): too few for a reliable perplexity; give a larger "
+                    "source or a larger --valid-frac", counts["tokens"]["valid"], counts["articles"]["valid"])
     return counts
 
 
@@ -373,7 +426,8 @@ def _encode_words(run: _Run) -> dict:
         # Articles are sampled by their title line, as on the SentencePiece path.
         with gzip.open(tok_dir / f"{split}.jsonl.gz", "rt", encoding="utf-8") as f:
             pairs = zip(map(doc_key, corpus.read_docs(split)), f)
-            for batch in batched(_sampled(pairs, keep, key=lambda pair: pair[0]), BATCH_DOCS):
+            kept = _sampled(pairs, keep if split == "train" else 1.0, key=lambda pair: pair[0])
+            for batch in batched(kept, BATCH_DOCS):
                 yield [[stoi.get(t, tk.UNK) for t in json.loads(line)] for _, line in batch]
 
     result = _write_ids(run, encoded, len(itos), keep)
@@ -406,9 +460,16 @@ def _meta(run: _Run, source: Source) -> dict:
         "skipped": stats["skipped"],
         "options": asdict(options) | {"rules": run.rules},
         "seconds": stats.get("seconds", {}),
+        "cpu_seconds": stats.get("cpu_seconds", {}),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "ulmfit_version": __version__,
     }
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of its finished worker processes."""
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
 def _key(*parts) -> str:
@@ -419,18 +480,13 @@ def _fmt_counts(counts: dict) -> str:
     return ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in sorted(counts.items()) if v)
 
 
-def _writable_dir(out: Path) -> bool:
-    """Make `out` if needed and check that it takes files; True when this call created it."""
-    created = not out.exists()
-    if out.exists() and not out.is_dir():
-        raise UlmfitError(f"output path {out} is a file; choose a directory for --out.")
+def _writable_dir(out: Path) -> None:
+    """Make `out` if needed and check that it takes files."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise UlmfitError(f"cannot write to the output directory {out} ({e.strerror}); choose another --out.") from e
-    return created
+        raise UlmfitError(f"cannot write to the output directory {out.parent} ({e.strerror}); choose another "
+                          "--out.") from e

@@ -1,10 +1,12 @@
 """Where articles come from: a MediaWiki dump, the Hub's `wikimedia/wikipedia`, or plain-text files.
 
-Each source yields batches of raw documents for the cleaning workers and keeps counts of what it skipped;
-`identity()` says what, if it changed, makes the cleaned text stale.
+Each source yields `Batch`es of work for the cleaning workers: raw documents, or, for a Wikipedia multistream
+dump, a range of its bz2 streams that the worker decompresses and parses itself, so that reading the dump grows
+with the number of workers. `identity()` says what, if it changed, makes the cleaned text stale.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,34 +19,61 @@ from ulmfit.errors import UlmfitError
 from ulmfit.files import open_compressed_text
 from ulmfit.langs import Language
 from ulmfit.langs.base import HF_WIKIPEDIA
+from ulmfit.pretrain import multistream
 from ulmfit.pretrain.clean import CleanConfig
 from ulmfit.pretrain.corpus import blocks
-from ulmfit.pretrain.dump import DumpReader
+from ulmfit.pretrain.dump import DumpInfo, DumpReader, Page
 
 log = logging.getLogger(__name__)
 
-# (title, text, markup) with markup "wikitext" or "plain": cheap to send to a worker process.
+# (title, text, markup) with markup "wikitext" or "plain": cheap to send to a worker process. A page that is no
+# article travels as the reason it is skipped instead ("redirect", "other_namespace", "empty").
 RawDoc = tuple[str, str, str]
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.xz", ".txt.bz2", ".raw", ".tokens")
 
 
+def article(page: Page) -> RawDoc | str:
+    """A dump page as an article to clean, or why it is not one."""
+    if page.ns != 0:
+        return "other_namespace"
+    if page.redirect:
+        return "redirect"
+    if not page.text.strip():
+        return "empty"
+    return page.title, page.text, "wikitext"
+
+
 @dataclass
 class Batch:
-    docs: list[RawDoc]
+    """One worker's share of the work: `items` read by the main process, or `stream_range`, a range of a multistream
+    dump that the worker reads itself (`pages` and `truncation` then say what it found)."""
+
     config: CleanConfig
+    items: list[RawDoc | str] = field(default_factory=list)
+    stream_range: multistream.StreamRange | None = None
+    pages: int = 0
+    truncation: str | None = None
+
+    def articles(self) -> Iterator[RawDoc | str]:
+        if self.stream_range is None:
+            yield from self.items
+            return
+        reader = multistream.RangeReader(self.stream_range)
+        yield from map(article, reader)
+        self.pages = reader.info.pages
+        self.truncation = reader.info.truncation if reader.info.truncated else None
 
 
 @dataclass
 class Source:
     lang: Language
     min_chars: int
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def _skip(self, why: str) -> None:
-        self.skipped[why] = self.skipped.get(why, 0) + 1
 
     def batches(self, size: int) -> Iterator[Batch]:
         raise NotImplementedError
+
+    def done(self, batch: Batch) -> None:
+        """Account for a batch a worker has finished (multistream dumps count their pages this way)."""
 
     def identity(self) -> dict:
         raise NotImplementedError
@@ -63,14 +92,15 @@ class DumpSource(Source):
     path: Path = Path()
     url: str | None = None
     sample: bool = False  # one of the sample dumps shipped with the package
-    reader: DumpReader | None = None
-    config: CleanConfig | None = None  # from the dump's siteinfo, read before the first page
+    force_lang: bool = False  # read a dump of another Wikipedia than the language's
+    info: DumpInfo | None = None
+    _bar: tqdm | None = None
 
     def identity(self) -> dict:
         return {"type": "wikipedia-dump", **_file_identity(self.path)}
 
     def describe(self) -> dict:
-        info = self.reader.info if self.reader else None
+        info = self.info
         return {
             "type": "wikipedia-dump",
             "path": str(self.path.resolve()),
@@ -85,31 +115,42 @@ class DumpSource(Source):
     def batches(self, size: int) -> Iterator[Batch]:
         total = self.path.stat().st_size
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"reading {self.path.name}", disable=None) as bar:
-            self.reader = DumpReader(self.path, progress=bar.update)
-            for docs in batched(self._articles(), size):
-                yield Batch(docs, self.config)
+            self._bar = bar
+            ranges = multistream.plan(self.path, target_bytes=multistream.TARGET_BYTES)
+            if ranges is not None:
+                self.info = ranges.info
+                config = self._config()
+                for item in ranges.ranges:
+                    yield Batch(config, stream_range=item)
+                return
+            reader = DumpReader(self.path, progress=bar.update)
+            self.info = reader.info
+            pages = iter(reader)
+            first = next(pages, None)  # the siteinfo comes before it: the namespaces are known now
+            if first is None:
+                return
+            config = self._config()
+            for items in batched(map(article, itertools.chain([first], pages)), size):
+                yield Batch(config, items)
 
-    def _articles(self) -> Iterator[RawDoc]:
-        """The namespace-0 pages with text that are not redirects."""
-        for page in self.reader:
-            if self.config is None:
-                self.config = CleanConfig.for_dump(self.reader.info.namespaces, self.lang.disambiguation,
-                                                   self.min_chars)
-                self._check_language()
-            if page.ns != 0:
-                self._skip("other_namespace")
-            elif page.redirect:
-                self._skip("redirect")
-            elif not page.text.strip():
-                self._skip("empty")
-            else:
-                yield page.title, page.text, "wikitext"
+    def done(self, batch: Batch) -> None:
+        if batch.stream_range is None:
+            return
+        self.info.pages += batch.pages
+        if batch.truncation and not self.info.truncated:
+            self.info.truncated, self.info.truncation = True, batch.truncation
+        self._bar.update(batch.stream_range.end - batch.stream_range.start)
 
-    def _check_language(self) -> None:
-        dbname = self.reader.info.dbname
+    def _config(self) -> CleanConfig:
+        """The cleaning config from the dump's siteinfo, after checking that it is the language's Wikipedia."""
+        dbname = self.info.dbname
         if dbname and dbname != self.lang.wiki:
-            log.warning("%s is a dump of %s, but the language asked for is %s (%s)",
-                        self.path.name, dbname, self.lang.code, self.lang.wiki)
+            if not self.force_lang:
+                raise UlmfitError(f"{self.path.name} is a dump of {dbname}, not of {self.lang.wiki} ({self.lang.name}); "
+                                  f"give the language of the dump, or --force-lang to read it as {self.lang.code}.")
+            log.warning("%s is a dump of %s, read as %s (%s) as --force-lang asks", self.path.name, dbname,
+                        self.lang.code, self.lang.wiki)
+        return CleanConfig.for_dump(self.info.namespaces, self.lang.disambiguation, self.min_chars)
 
 
 @dataclass
@@ -140,7 +181,7 @@ class HubSource(Source):
             ) from e
         config = CleanConfig.for_dump({}, (), self.min_chars)
         for docs in batched(self._rows(rows), size):
-            yield Batch(docs, config)
+            yield Batch(config, docs)
 
     def _rows(self, rows) -> Iterator[RawDoc]:
         for row in tqdm(rows, desc=f"reading {self.dataset}", unit=" articles", disable=None):
@@ -174,7 +215,7 @@ class TextSource(Source):
     def batches(self, size: int) -> Iterator[Batch]:
         config = CleanConfig.for_dump({}, (), self.min_chars)
         for docs in batched(self._blocks(), size):
-            yield Batch(docs, config)
+            yield Batch(config, docs)
 
     def _blocks(self) -> Iterator[RawDoc]:
         for path in tqdm(self.files(), desc="reading text files", unit=" files", disable=None):

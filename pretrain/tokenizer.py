@@ -18,12 +18,11 @@ import sentencepiece as spm
 from ulmfit.errors import UlmfitError
 from ulmfit.files import atomic_write_text
 from ulmfit.langs import Language
-from ulmfit.langs.rules import make_preprocessor
+from ulmfit.langs.rules import SPECIAL_TOKENS, make_preprocessor
 
 log = logging.getLogger(__name__)
 
-SPECIAL_TOKENS = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj"]
-UNK, PAD, BOS, EOS = 0, 1, 2, 3
+UNK, PAD, BOS, EOS = 0, 1, 2, 3  # the ids of SPECIAL_TOKENS[:4]
 SP_MODEL = "spm.model"
 WORD_VOCAB = "vocab.json"
 

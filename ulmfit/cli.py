@@ -68,6 +68,7 @@ def prepare(
     min_chars: int = typer.Option(200, help="Leave out articles shorter than this after cleaning."),
     workers: Optional[int] = typer.Option(None, help="Worker processes [default: all cores]."),
     cache_dir: Optional[Path] = typer.Option(None, help="Where downloaded dumps are kept [default: ~/.cache/ulmfit/dumps]."),
+    force_lang: bool = typer.Option(False, "--force-lang", help="Read a dump of another Wikipedia as this language."),
 ) -> None:
     """Turn a Wikipedia dump (or text) into a training corpus: cleaned text, tokenizer, token ids, meta.json."""
     from ulmfit.pretrain.prepare import PrepareOptions, prepare_corpus
@@ -84,7 +85,7 @@ def prepare(
             else "wiki"
         out = Path("corpora") / model_name(lang, source, tokenizer, options.vocab_size)
     meta = run(prepare_corpus, lang, out, dump=dump, hf_dataset=hf_dataset, text=text, sample=sample,
-               options=options, workers=workers, cache_dir=cache_dir)
+               options=options, workers=workers, cache_dir=cache_dir, force_lang=force_lang)
     typer.echo(f"corpus: {out}")
     typer.echo(f"  language   {meta['lang']} ({meta['lang_name']}){' — generic adapter' if meta['generic_adapter'] else ''}")
     typer.echo(f"  tokenizer  {meta['tokenizer']}, {meta['vocab_size']:,} ids ({meta['dtype']})")

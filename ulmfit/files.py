@@ -11,6 +11,7 @@ import io
 import json
 import lzma
 import os
+import shutil
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -83,10 +84,14 @@ def output_lock(out: Path | str) -> Iterator[None]:
     never blocks the next run.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     path = out.parent / f".{out.name}.lock"
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UlmfitError(f"cannot write to the output directory {out} ({e.strerror}); choose another "
+                              "output folder.") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -108,3 +113,29 @@ def output_lock(out: Path | str) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+
+def swap_in(new: Path, final: Path) -> None:
+    """Put the finished folder `new` in the place of `final`: the old `final` (if any) steps aside as `.NAME.old`,
+    `new` takes its name, the old one is deleted. A crash between the two renames leaves `.NAME.old`, which
+    `recover_swap` puts back."""
+    old = _aside(final)
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_swap(final: Path) -> None:
+    """Undo what a crash in the middle of `swap_in` left: the old folder goes back if the new one never arrived."""
+    old = _aside(final)
+    if old.exists():
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, final)
+
+
+def _aside(final: Path) -> Path:
+    return final.parent / f".{final.name}.old"

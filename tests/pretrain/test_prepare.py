@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from tests.pretrain.dumps import article, write_dump
+from tests.pretrain.dumps import article, dump_xml, multistream, write_dump
 from ulmfit.errors import UlmfitError
 from ulmfit.pretrain.corpus import Corpus
 from ulmfit.pretrain.prepare import PrepareOptions, doc_key, prepare_corpus, unit_hash
@@ -50,6 +50,32 @@ def test_sentencepiece_corpus(dump, tmp_path):
     assert sp.decode(first).startswith("Subject")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_multistream_dump_gives_the_corpus_of_the_plain_dump(dump, tmp_path, workers, monkeypatch, caplog):
+    """Workers that decompress their own ranges of a multistream dump make the same corpus as one reader."""
+    from ulmfit.pretrain import multistream as ms
+
+    monkeypatch.setattr(ms, "TARGET_BYTES", 1)  # a range per stream
+    pages = [{"title": t, "text": article(t.replace(" ", ""))} for t in TITLES]
+    pages += [{"title": "Moved", "text": "#REDIRECT [[Subject A0]]", "redirect": "Subject A0"}]
+    xml = dump_xml(pages)
+    plain = tmp_path / "enwiki-20240101-pages-articles.xml"
+    plain.write_text(xml, encoding="utf-8")
+    data, index, _ = multistream(xml, per_stream=4)
+    multi = tmp_path / "enwiki-20240101-pages-articles-multistream.xml.bz2"
+    multi.write_bytes(data)
+    options = PrepareOptions(tokenizer="word", min_freq=1)
+    a = prepare_corpus("en", tmp_path / "a", dump=plain, options=options, workers=1)
+    caplog.set_level("INFO")
+    b = prepare_corpus("en", tmp_path / "b", dump=multi, options=options, workers=workers)
+    assert "9 streams after the header (from a scan) in 9 ranges" in caplog.text
+    assert (a["articles"], a["tokens"], a["skipped"]) == (b["articles"], b["tokens"], b["skipped"])
+    assert b["source"]["pages"] == len(pages) and b["source"]["dbname"] == "enwiki"
+    for split in ("train", "valid"):
+        assert list(Corpus(tmp_path / "a").read_docs(split)) == list(Corpus(tmp_path / "b").read_docs(split))
+        assert (tmp_path / "a" / f"{split}.bin").read_bytes() == (tmp_path / "b" / f"{split}.bin").read_bytes()
+
+
 def test_split_is_by_title_hash(dump, tmp_path):
     out = tmp_path / "corpus"
     prepare_corpus("en", out, dump=dump, options=PrepareOptions(vocab_size=300, valid_frac=0.3), workers=1)
@@ -80,9 +106,11 @@ def test_max_tokens_caps_the_train_split(dump, tmp_path):
     assert capped["tokens"]["train"] <= cap
     assert capped["tokens"]["train"] > cap // 2
     assert capped["sample_rate"] < 1
+    assert capped["tokens"]["valid"] == full["tokens"]["valid"]  # the valid split is not sampled
     words = prepare_corpus("en", tmp_path / "words", dump=dump,
                            options=PrepareOptions(tokenizer="word", min_freq=2, max_tokens=cap), workers=1)
     assert cap // 2 < words["tokens"]["train"] <= cap
+    assert words["articles"]["valid"] == full["articles"]["valid"]
 
 
 def test_word_corpus(dump, tmp_path):
@@ -169,10 +197,14 @@ def test_local_hub_dataset_source(tmp_path):
 
 
 def test_generic_language(dump, tmp_path, caplog):
+    with pytest.raises(UlmfitError, match="is a dump of enwiki, not of eowiki.*--force-lang"):
+        prepare_corpus("eo", tmp_path / "eo", dump=dump, options=PrepareOptions(vocab_size=300), workers=1)
+    assert not (tmp_path / "eo" / "meta.json").exists()
     caplog.set_level("WARNING")
-    meta = prepare_corpus("eo", tmp_path / "eo", dump=dump, options=PrepareOptions(vocab_size=300), workers=1)
+    meta = prepare_corpus("eo", tmp_path / "eo", dump=dump, options=PrepareOptions(vocab_size=300), workers=1,
+                          force_lang=True)
     assert meta["lang"] == "eo" and meta["generic_adapter"] is True
-    assert "dump of enwiki" in caplog.text  # the reader notices the dump is another language's
+    assert "dump of enwiki, read as eo" in caplog.text
 
 
 @pytest.mark.parametrize("case", ["missing", "not-xml", "empty", "no-articles", "unknown-lang", "bad-option"])
@@ -215,14 +247,101 @@ def test_unwritable_output(dump, tmp_path):
         prepare_corpus("en", blocker, dump=dump, workers=1)
 
 
-def test_failure_after_extraction_keeps_cache_but_no_meta(dump, tmp_path, monkeypatch):
+def test_failure_after_extraction_keeps_cache_but_no_meta(dump, tmp_path, monkeypatch, caplog):
     import ulmfit.pretrain.prepare as prepare
 
     def boom(*a, **k):
         raise UlmfitError("tokenizer failed")
 
-    monkeypatch.setattr(prepare, "_train_sentencepiece", boom)
     out = tmp_path / "c"
-    with pytest.raises(UlmfitError, match="tokenizer failed"):
-        prepare_corpus("en", out, dump=dump, workers=1)
-    assert (out / "text" / "train.txt.gz").exists() and not (out / "meta.json").exists()
+    with monkeypatch.context() as m:
+        m.setattr(prepare, "_train_sentencepiece", boom)
+        with pytest.raises(UlmfitError, match="tokenizer failed"):
+            prepare_corpus("en", out, dump=dump, workers=1)
+    assert not out.exists()  # nothing that looks finished
+    assert (tmp_path / ".c.partial" / "text" / "train.txt.gz").exists()  # what was done waits for the next try
+    caplog.set_level("INFO")
+    prepare_corpus("en", out, dump=dump, workers=1)
+    assert "not reading the source again" in caplog.text
+    assert Corpus.open(out).meta["articles"]["train"] > 0 and not (tmp_path / ".c.partial").exists()
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fault", ["empty-dump", "not-a-dump", "tokenizer-fails", "interrupted"])
+def test_failed_run_leaves_the_finished_corpus_as_it_was(dump, tmp_path, monkeypatch, fault):
+    import ulmfit.pretrain.prepare as prepare
+
+    out = tmp_path / "c"
+    prepare_corpus("en", out, dump=dump, options=PrepareOptions(vocab_size=300), workers=1)
+    before = _files(out)
+    bad, options = dump, PrepareOptions(vocab_size=200)
+    if fault == "empty-dump":
+        bad = tmp_path / "empty.xml"
+        bad.write_bytes(b"")
+    elif fault == "not-a-dump":
+        bad = tmp_path / "notes.xml"
+        bad.write_text("<notes><note>hello</note></notes>")
+    else:
+        def boom(*a, **k):
+            raise KeyboardInterrupt if fault == "interrupted" else UlmfitError("tokenizer failed")
+
+        monkeypatch.setattr(prepare, "_train_sentencepiece", boom)
+    with pytest.raises((UlmfitError, KeyboardInterrupt)):
+        prepare_corpus("en", out, dump=bad, options=options, workers=1)
+    assert _files(out) == before
+    Corpus.open(out)
+
+
+def test_a_second_run_on_the_same_out_is_refused(dump, tmp_path):
+    from ulmfit.files import output_lock
+
+    with output_lock(tmp_path / "c"):
+        with pytest.raises(UlmfitError, match=f"in use by PID {os.getpid()}"):
+            prepare_corpus("en", tmp_path / "c", dump=dump, workers=1)
+
+
+def test_a_swap_cut_short_is_recovered(dump, tmp_path):
+    out = tmp_path / "c"
+    prepare_corpus("en", out, dump=dump, options=PrepareOptions(vocab_size=300), workers=1)
+    before = _files(out)
+    out.rename(tmp_path / ".c.old")  # a crash between the two renames of the swap
+    prepare_corpus("en", out, dump=dump, options=PrepareOptions(vocab_size=300), workers=1)
+    assert _files(out) == before and not (tmp_path / ".c.old").exists()
+
+
+@pytest.mark.parametrize("when", [pytest.param("at once", marks=pytest.mark.slow), "after cleaning"])
+def test_kill_9_then_the_same_command_gives_the_same_corpus(dump, tmp_path, when):
+    """A `prepare` killed with SIGKILL at any moment: the same command again reaches the corpus an uninterrupted run
+    writes (the word level is deterministic to the byte; SentencePiece's trainer is not)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def command(out):
+        return [sys.executable, "-m", "ulmfit", "-q", "prepare", "en", "--dump", str(dump), "--out", str(out),
+                "--tokenizer", "word", "--min-freq", "1", "--workers", "1"]
+
+    subprocess.run(command(tmp_path / "whole"), check=True, capture_output=True)
+    out = tmp_path / "cut"
+    proc = subprocess.Popen(command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stamps = tmp_path / ".cut.partial" / ".stages.json"
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if when == "at once" and (tmp_path / ".cut.lock").exists():
+            break
+        if when == "after cleaning" and stamps.exists() and "extract" in stamps.read_text():
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "meta.json").exists() or proc.returncode == 0
+    subprocess.run(command(out), check=True, capture_output=True)
+    whole, cut = _files(tmp_path / "whole"), _files(out)
+    assert whole.keys() == cut.keys()
+    for name in whole:
+        if name.name not in ("meta.json", "stats.json"):  # these record times
+            assert whole[name] == cut[name], name
