@@ -45,8 +45,9 @@ class Language:
         return f"{HF_WIKIPEDIA_DATE}.{self.code}"
 
     def dump_url(self, date: str = "latest", base: str = DUMPS_URL) -> str:
-        """URL of the `pages-articles` dump on dumps.wikimedia.org (or a mirror at `base`)."""
-        return f"{base.rstrip('/')}/{self.wiki}/{date}/{self.wiki}-{date}-pages-articles.xml.bz2"
+        """URL of the `pages-articles-multistream` dump on dumps.wikimedia.org (or a mirror at `base`): the same
+        articles as `pages-articles`, in bz2 streams of 100 pages that workers can decompress in parallel."""
+        return f"{base.rstrip('/')}/{self.wiki}/{date}/{self.wiki}-{date}-pages-articles-multistream.xml.bz2"
 
     def checksums_url(self, date: str = "latest", base: str = DUMPS_URL) -> str:
         """URL of the sha1 sums file published next to the dump."""

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ulmfit.errors import UlmfitError
 from ulmfit.files import file_digest
 from ulmfit.langs.base import DUMPS_URL, Language
+from ulmfit.pretrain.multistream import index_name
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,7 @@ def resolve_dump(spec: str, lang: Language, cache_dir: Path | None = None) -> Pa
     if spec == "latest":
         base = os.environ.get("ULMFIT_DUMPS_URL") or DUMPS_URL
         url, sums_url = lang.dump_url("latest", base), lang.checksums_url("latest", base)
-        dest = cache_dir / lang.wiki / "latest" / url.rsplit("/", 1)[1]
-        return download(url, dest, _published_sha1(sums_url, dest.name))
+        return _download_dump(url, cache_dir / lang.wiki / "latest", sums_url)
     if spec.startswith(("http://", "https://")):
         parts = unquote(urlsplit(spec).path).split("/")
         name = parts[-1]
@@ -57,13 +57,29 @@ def resolve_dump(spec: str, lang: Language, cache_dir: Path | None = None) -> Pa
         if wiki != lang.wiki:
             log.warning("the dump %s is from %s, not %s (%s)", name, wiki, lang.wiki, lang.name)
         sums_url = f"{spec.rsplit('/', 1)[0]}/{wiki}-{date}-sha1sums.txt"
-        return download(spec, cache_dir / wiki / date / name, _published_sha1(sums_url, name))
+        return _download_dump(spec, cache_dir / wiki / date, sums_url)
     path = Path(spec).expanduser()
     if not path.exists():
         raise UlmfitError(
             f"dump file {path} does not exist; give the path of a downloaded pages-articles .xml.bz2 file, "
             "its URL, or 'latest' to download the newest dump."
         )
+    return path
+
+
+def _download_dump(url: str, folder: Path, sums_url: str) -> Path:
+    """A dump from a Wikimedia dump folder into `folder`, checked against the folder's sha1 sums; for a multistream
+    dump its index too, which lets the workers skip scanning for streams (without it they scan)."""
+    sums = _published_sums(sums_url)
+    name = url.rsplit("/", 1)[1]
+    path = download(url, folder / name, _sha1_of(sums, sums_url, name))
+    index = index_name(name)
+    if index is not None:
+        index_url = f"{url.rsplit('/', 1)[0]}/{index}"
+        try:
+            download(index_url, folder / index, _sha1_of(sums, sums_url, index))
+        except UlmfitError as e:
+            log.warning("no index for %s (%s); the workers will scan the dump for its streams instead", name, e)
     return path
 
 
@@ -157,8 +173,8 @@ def _fetch(url: str, part: Path, label: str, hint: str) -> None:
         raise _Dropped(f"the server closed the connection before the {_mib(total)} it announced")
 
 
-def _published_sha1(sums_url: str, name: str) -> str | None:
-    """The sha1 that the sums file lists for `name`, or None (with a warning) when it cannot say."""
+def _published_sums(sums_url: str) -> dict[str, str] | None:
+    """The sha1 of each file a dump folder's `sha1sums.txt` lists, or None (with a warning) when it cannot be read."""
     try:
         with urlopen(Request(sums_url, headers={"User-Agent": "ulmfit"}), timeout=TIMEOUT) as resp:
             text = resp.read().decode("utf-8", "replace")
@@ -171,6 +187,13 @@ def _published_sha1(sums_url: str, name: str) -> str | None:
         fields = line.split()
         if len(fields) == 2:
             sums[fields[1].lstrip("*")] = fields[0].lower()
+    return sums
+
+
+def _sha1_of(sums: dict[str, str] | None, sums_url: str, name: str) -> str | None:
+    """The sha1 the sums list for `name`, or None (with a warning where there are sums) when they do not say."""
+    if sums is None:
+        return None
     if name in sums:
         return sums[name]
     # In a `latest/` folder the sums file is a link to the dated one, which lists the files by their dated names.

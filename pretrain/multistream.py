@@ -101,13 +101,18 @@ def plan(path: Path | str, index: Path | str | None = None, target_bytes: int = 
     return Plan(info, ranges)
 
 
+def index_name(dump_name: str) -> str | None:
+    """The name Wikipedia gives the index of a multistream dump (`X-multistream.xml.bz2` → `X-multistream-index.txt.bz2`),
+    or None for a name that is not a multistream dump's."""
+    dump_suffix, index_suffix = _INDEX_SUFFIX
+    return dump_name[: -len(dump_suffix)] + index_suffix if dump_name.endswith(dump_suffix) else None
+
+
 def index_beside(path: Path) -> Path | None:
     """`X-multistream-index.txt.bz2` beside `X-multistream.xml.bz2`, where it exists."""
-    dump_suffix, index_suffix = _INDEX_SUFFIX
-    if not path.name.endswith(dump_suffix):
-        return None
-    index = path.with_name(path.name[: -len(dump_suffix)] + index_suffix)
-    return index if index.is_file() else None
+    name = index_name(path.name)
+    index = path.with_name(name) if name else None
+    return index if index is not None and index.is_file() else None
 
 
 def index_stream_starts(index: Path, dump: Path, header_end: int) -> list[int]:

@@ -36,9 +36,9 @@ def test_adapter_fields(code):
     assert not lang.generic
     assert lang.wiki == f"{code}wiki"
     assert lang.hf_config == f"20231101.{code}"
-    assert lang.dump_url() == f"https://dumps.wikimedia.org/{code}wiki/latest/{code}wiki-latest-pages-articles.xml.bz2"
+    assert lang.dump_url() == f"https://dumps.wikimedia.org/{code}wiki/latest/{code}wiki-latest-pages-articles-multistream.xml.bz2"
     assert lang.dump_url("20240601", base="http://mirror/") == (
-        f"http://mirror/{code}wiki/20240601/{code}wiki-20240601-pages-articles.xml.bz2"
+        f"http://mirror/{code}wiki/20240601/{code}wiki-20240601-pages-articles-multistream.xml.bz2"
     )
     assert lang.word_tokenizer in ("spacy", "pythainlp", "jieba", None)
     assert 0.999 <= lang.sp_coverage <= 1.0
@@ -74,7 +74,7 @@ def test_generic_adapter(code):
 
 def test_generic_dump_name_uses_underscores():
     assert get_lang("zh-yue").dump_url() == (
-        "https://dumps.wikimedia.org/zh_yuewiki/latest/zh_yuewiki-latest-pages-articles.xml.bz2"
+        "https://dumps.wikimedia.org/zh_yuewiki/latest/zh_yuewiki-latest-pages-articles-multistream.xml.bz2"
     )
 
 

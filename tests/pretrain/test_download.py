@@ -14,8 +14,8 @@ from ulmfit.langs.base import Language
 from ulmfit.pretrain.download import download, resolve_dump
 
 VI = Language(code="vi", name="Vietnamese")
-LATEST = "viwiki/latest/viwiki-latest-pages-articles.xml.bz2"
-DATED = "viwiki/20240601/viwiki-20240601-pages-articles.xml.bz2"
+LATEST = "viwiki/latest/viwiki-latest-pages-articles-multistream.xml.bz2"
+DATED = "viwiki/20240601/viwiki-20240601-pages-articles-multistream.xml.bz2"
 PAYLOAD = random.Random(0).randbytes(300_000)
 SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
 
@@ -37,7 +37,7 @@ def mirror(server, monkeypatch):
     monkeypatch.setenv("ULMFIT_DUMPS_URL", server.url)
     server.put(LATEST, PAYLOAD)
     put_sums(server, "viwiki/latest", {
-        "viwiki-20240601-pages-articles.xml.bz2": SHA1,
+        "viwiki-20240601-pages-articles-multistream.xml.bz2": SHA1,
         "viwiki-20240601-stub.xml.gz": "0" * 40,
     })
     return server
@@ -88,7 +88,7 @@ def test_one_drop_is_resumed_on_the_spot(mirror, tmp_path):
 
 
 def test_wrong_sha1_deletes_the_download(mirror, tmp_path):
-    put_sums(mirror, "viwiki/latest", {"viwiki-latest-pages-articles.xml.bz2": "f" * 40})
+    put_sums(mirror, "viwiki/latest", {"viwiki-latest-pages-articles-multistream.xml.bz2": "f" * 40})
     with pytest.raises(UlmfitError, match="corrupt"):
         resolve_dump("latest", VI, tmp_path / "cache")
     assert not list((tmp_path / "cache").rglob("*.bz2*"))
@@ -122,7 +122,8 @@ def test_complete_part_is_finished_without_transfer(mirror, tmp_path):
 @pytest.mark.parametrize("good", [True, False])
 def test_url_with_dumps_layout_is_checked_against_its_folder(server, tmp_path, good):
     server.put(DATED, PAYLOAD)
-    put_sums(server, "viwiki/20240601", {"viwiki-20240601-pages-articles.xml.bz2": SHA1 if good else "0" * 40})
+    put_sums(server, "viwiki/20240601",
+             {"viwiki-20240601-pages-articles-multistream.xml.bz2": SHA1 if good else "0" * 40})
     url = f"{server.url}/{DATED}"
     if good:
         assert resolve_dump(url, VI, tmp_path / "cache") == tmp_path / "cache" / DATED
@@ -132,6 +133,30 @@ def test_url_with_dumps_layout_is_checked_against_its_folder(server, tmp_path, g
             resolve_dump(url, VI, tmp_path / "cache")
         assert not (tmp_path / "cache" / DATED).exists()
     assert server.ranges("viwiki/20240601/viwiki-20240601-sha1sums.txt") == [None]
+
+
+INDEX = DATED.replace("-multistream.xml.bz2", "-multistream-index.txt.bz2")
+INDEX_BYTES = b"BZh9 an index"
+
+
+@pytest.mark.parametrize("index", ["listed", "wrong sha1", "absent"])
+def test_multistream_dump_comes_with_its_index(server, tmp_path, caplog, index):
+    """The index lets the workers skip a scan of the dump: fetched and checked when the folder has it; a missing
+    or corrupt one is only a warning (the dump reads without it)."""
+    server.put(DATED, PAYLOAD)
+    sums = {DATED.split("/")[-1]: SHA1}
+    if index != "absent":
+        server.put(INDEX, INDEX_BYTES)
+        sums[INDEX.split("/")[-1]] = hashlib.sha1(INDEX_BYTES).hexdigest() if index == "listed" else "0" * 40
+    put_sums(server, "viwiki/20240601", sums)
+    with caplog.at_level(logging.WARNING, logger="ulmfit.pretrain.download"):
+        path = resolve_dump(f"{server.url}/{DATED}", VI, tmp_path / "cache")
+    assert path.read_bytes() == PAYLOAD
+    fetched = tmp_path / "cache" / INDEX
+    if index == "listed":
+        assert fetched.read_bytes() == INDEX_BYTES and not caplog.text
+    else:
+        assert not fetched.exists() and "scan the dump for its streams instead" in caplog.text
 
 
 def test_url_without_sums_file_warns_and_downloads(server, tmp_path, caplog):
