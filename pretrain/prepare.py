@@ -327,17 +327,27 @@ def _train_sentencepiece(run: _Run) -> None:
 
 
 _ENCODER = None  # the worker process's encoder, built once by `_init_encoder`
+_DTYPE = None  # and the dtype of its ids
 
 
-def _init_encoder(kind: str, model: str | None, lang_code: str, rules: list[str]) -> None:
-    global _ENCODER
+def _init_encoder(kind: str, model: str | None, lang_code: str, rules: list[str], dtype: str | None = None) -> None:
+    global _ENCODER, _DTYPE
     lang = get_lang(lang_code)
     _ENCODER = tk.SentencePieceEncoder(Path(model), lang, rules) if kind == "sentencepiece" \
         else tk.WordTokenizer(lang, rules)
+    _DTYPE = np.dtype(dtype) if dtype else None
 
 
-def _encode_batch(docs: list[str]) -> list:
+def _tokenize_batch(docs: list[str]) -> list[list[str]]:
+    """In a worker: word tokens per document."""
     return _ENCODER(docs)
+
+
+def _encode_batch(docs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """In a worker: the documents' ids, each opened by xxbos, as one array (cheap to send back, unlike lists of
+    ints), and each document's length in it."""
+    ids = _ENCODER(docs)
+    return tk.with_bos(ids, _DTYPE), np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))
 
 
 def _encode_sentencepiece(run: _Run) -> dict:
@@ -354,9 +364,10 @@ def _encode_sentencepiece(run: _Run) -> dict:
                 break
         per_char = sum(len(ids) + 1 for ids in encoder(sample)) / max(1, n)
         keep = min(1.0, 1.05 * options.max_tokens / max(1.0, per_char * run.stats["chars"]["train"]))
-    initargs = ("sentencepiece", str(model), run.lang.code, run.rules)
+    dtype = tk.ids_dtype(len(encoder))
+    initargs = ("sentencepiece", str(model), run.lang.code, run.rules, dtype.name)
 
-    def encoded(split: str) -> Iterator[list[list[int]]]:
+    def encoded(split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         docs = _sampled(corpus.read_docs(split), keep if split == "train" else 1.0)
         return ordered_map(_encode_batch, batched(docs, BATCH_DOCS), run.workers, initializer=_init_encoder,
                            initargs=initargs)
@@ -365,8 +376,8 @@ def _encode_sentencepiece(run: _Run) -> dict:
 
 
 def _write_ids(run: _Run, encoded, vocab_size: int, keep: float) -> dict:
-    """Write each split's ids from `encoded(split)`, batches of id lists; stop the train split before it passes
-    `max_tokens` (which samples and caps the train split only: the valid split stays whole)."""
+    """Write each split's ids from `encoded(split)`, batches of (ids with xxbos, document lengths); stop the train
+    split before it passes `max_tokens` (which samples and caps the train split only: the valid split stays whole)."""
     max_tokens = run.options.max_tokens
     dtype = tk.ids_dtype(vocab_size)
     counts = {"articles": {}, "tokens": {}, "sample_rate": keep, "vocab_size": vocab_size, "dtype": dtype.name}
@@ -375,17 +386,19 @@ def _write_ids(run: _Run, encoded, vocab_size: int, keep: float) -> dict:
         room = max_tokens if split == "train" and max_tokens else None
         with run.corpus.ids_writer(split) as f, tqdm(total=run.stats["articles"][split], desc=f"encoding {split}",
                                                      unit=" articles", disable=None) as bar:
-            for batch in encoded(split):
-                bar.update(len(batch))
+            for ids, sizes in encoded(split):
+                bar.update(len(sizes))
+                full = True
                 if room is not None:
-                    sizes = np.cumsum([len(ids) + 1 for ids in batch])
-                    fits = int(np.searchsorted(sizes, room, side="right"))
-                    batch, room = batch[:fits], room - (int(sizes[fits - 1]) if fits else 0)
-                arr = tk.with_bos(batch, dtype)
-                f.write(arr.tobytes())
-                n_docs += len(batch)
-                n_tokens += len(arr)
-                if room is not None and fits < len(sizes):
+                    ends = np.cumsum(sizes)
+                    fits = int(np.searchsorted(ends, room, side="right"))
+                    full = fits == len(sizes)
+                    used = int(ends[fits - 1]) if fits else 0
+                    ids, sizes, room = ids[:used], sizes[:fits], room - used
+                f.write(ids.astype(dtype, copy=False).tobytes())
+                n_docs += len(sizes)
+                n_tokens += len(ids)
+                if not full:
                     break
             if split == "train" and n_docs == 0:
                 raise UlmfitError(f"no article fits in --max-tokens {max_tokens:,}; raise it.")
@@ -409,7 +422,7 @@ def _encode_words(run: _Run) -> dict:
         with gzip.open(tok_dir / f"{split}.jsonl.gz", "wt", encoding="utf-8", compresslevel=1) as f, \
                 tqdm(total=run.stats["articles"][split], desc=f"tokenizing {split}", unit=" articles",
                      disable=None) as bar:
-            for batch in ordered_map(_encode_batch, batched(corpus.read_docs(split), BATCH_DOCS), run.workers,
+            for batch in ordered_map(_tokenize_batch, batched(corpus.read_docs(split), BATCH_DOCS), run.workers,
                                      initializer=_init_encoder, initargs=("word", None, run.lang.code, run.rules)):
                 for toks in batch:
                     f.write(json.dumps(toks, ensure_ascii=False) + "\n")
@@ -421,6 +434,7 @@ def _encode_words(run: _Run) -> dict:
     tk.write_word_vocab(corpus.path / tk.WORD_VOCAB, itos)
     stoi = {t: i for i, t in enumerate(itos)}
     keep = min(1.0, options.max_tokens / total) if options.max_tokens else 1.0
+    dtype = tk.ids_dtype(len(itos))
 
     def encoded(split: str) -> Iterator[list[list[int]]]:
         # Articles are sampled by their title line, as on the SentencePiece path.
@@ -428,7 +442,8 @@ def _encode_words(run: _Run) -> dict:
             pairs = zip(map(doc_key, corpus.read_docs(split)), f)
             kept = _sampled(pairs, keep if split == "train" else 1.0, key=lambda pair: pair[0])
             for batch in batched(kept, BATCH_DOCS):
-                yield [[stoi.get(t, tk.UNK) for t in json.loads(line)] for _, line in batch]
+                ids = [[stoi.get(t, tk.UNK) for t in json.loads(line)] for _, line in batch]
+                yield tk.with_bos(ids, dtype), np.array([len(x) + 1 for x in ids], dtype=np.int64)
 
     result = _write_ids(run, encoded, len(itos), keep)
     shutil.rmtree(tok_dir, ignore_errors=True)
