@@ -28,8 +28,9 @@ WORD_VOCAB = "vocab.json"
 
 
 def train_sentencepiece(lines: Iterable[str], model_dir: Path, vocab_size: int, coverage: float,
-                        threads: int, max_sentences: int) -> Path:
-    """Train a unigram model on `lines` (already preprocessed), write `model_dir/spm.model`.
+                        threads: int) -> Path:
+    """Train a unigram model on all of `lines` (already preprocessed, already sampled), write
+    `model_dir/spm.model`.
 
     The vocabulary size is a ceiling (`hard_vocab_limit=false`): a small corpus gets the vocabulary it can fill.
     """
@@ -42,7 +43,6 @@ def train_sentencepiece(lines: Iterable[str], model_dir: Path, vocab_size: int, 
             vocab_size=vocab_size,
             hard_vocab_limit=False,
             character_coverage=coverage,
-            input_sentence_size=max_sentences,
             # SentencePiece's default seeds 1M candidate pieces; 10× the vocabulary trains faster and, measured
             # on the uk and ja dump excerpts, compresses the valid split as well (benchmarks/prepare_speed.py).
             seed_sentencepiece_size=max(10 * vocab_size, 10_000),
