@@ -33,6 +33,7 @@ import importlib.util
 import json
 import lzma
 import math
+import os
 import re
 import resource
 import shutil
@@ -67,6 +68,9 @@ NOTES = {
                    "(resource.getrusage(RUSAGE_CHILDREN) before and after), interpreter start and imports included; "
                    "the least of the repeated runs (all of them in cpu_seconds_runs). wikiextractor's include the "
                    "child that decompressed its input where it could not read the dump itself (feed_cpu_seconds).",
+    "load_average": "the machine's 1, 5 and 15 minute load averages when the run started and ended: other work on "
+                    "a shared machine inflates CPU seconds too (caches, shared cores), which is why each run is "
+                    "repeated and the least kept.",
     "xml_mb": "the dump's uncompressed XML, in its own encoding, in MB (1e6 bytes); the same for both tools.",
     "xml_mb_per_s": "xml_mb / cpu_seconds: XML megabytes cleaned per CPU-second, i.e. per core.",
     "speed_ratio": "ulmfit xml_mb_per_s / wikiextractor xml_mb_per_s on the same dump (above 1: ulmfit is faster). "
@@ -419,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dumps = find_dumps(args.dumps)
     started = dt.datetime.now().astimezone()
+    load_at_start = os.getloadavg()
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     baseline: dict[str, dict] = {}
@@ -437,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": started.date().isoformat(),
         "started": started.isoformat(timespec="seconds"),
         "benchmark_seconds": round(time.perf_counter() - start, 1),
+        "load_average": {"start": [round(x, 2) for x in load_at_start],
+                         "end": [round(x, 2) for x in os.getloadavg()]},
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "code": code_version(),
         "repeat": args.repeat,
