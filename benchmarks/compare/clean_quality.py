@@ -24,14 +24,11 @@ Run from the repository root (a few minutes on 2 cores):
 from __future__ import annotations
 
 import argparse
-import bz2
 import codecs
 import datetime as dt
 import glob
-import gzip
 import importlib.util
 import json
-import lzma
 import math
 import os
 import re
@@ -42,7 +39,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, Iterator
+
+from ulmfit.files import DECOMPRESSION_ERRORS, open_compressed
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -56,11 +55,7 @@ TABLE_ROW = ("{|", "|")
 RESULT_MARKER = "CLEAN_QUALITY_RESULT "
 # wikiextractor picks a decompressor by the file's extension and reads everything else as UTF-8 XML.
 WIKIEXTRACTOR_READS = {"bz2": ".bz2", "gz": ".gz", None: ""}
-_MAGIC: list[tuple[bytes, str, Callable[[BinaryIO], BinaryIO]]] = [
-    (b"BZh", "bz2", lambda f: bz2.BZ2File(f)),
-    (b"\xfd7zXZ\x00", "xz", lambda f: lzma.LZMAFile(f)),
-    (b"\x1f\x8b", "gz", lambda f: gzip.GzipFile(fileobj=f)),
-]
+_MAGIC = {b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gz"}
 _DECLARED_ENCODING = re.compile(rb"""^<\?xml[^>]*encoding=["']([A-Za-z0-9._-]+)["']""")
 
 NOTES = {
@@ -130,19 +125,17 @@ def compression(path: Path) -> str | None:
     """"bz2", "xz" or "gz" by the file's first bytes (as `DumpReader` goes by content), None for plain XML."""
     with open(path, "rb") as f:
         magic = f.read(6)
-    return next((name for prefix, name, _ in _MAGIC if magic.startswith(prefix)), None)
+    return next((name for prefix, name in _MAGIC.items() if magic.startswith(prefix)), None)
 
 
 def read_xml(path: Path) -> Iterator[bytes]:
     """The dump's XML bytes in chunks, decompressed; a truncated compressed stream yields what it holds (the
     excerpts are cut off)."""
-    kind = compression(path)
-    with open(path, "rb") as raw:
-        stream = next((opener(raw) for _, name, opener in _MAGIC if name == kind), raw)
+    with open_compressed(path) as stream:
         while True:
             try:
                 chunk = stream.read1(CHUNK)
-            except (EOFError, OSError, lzma.LZMAError):
+            except DECOMPRESSION_ERRORS:
                 return
             if not chunk:
                 return
@@ -418,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("clean_quality: wikiextractor is not installed; install the benchmark extra: "
                  'pip install -e ".[bench]".')
 
-    from ulmfit.benchmarks.environment import code_version, library_version, machine_info
+    from environment import code_version, library_version, machine_info  # beside this script
     from ulmfit.files import write_json
 
     dumps = find_dumps(args.dumps)
