@@ -11,6 +11,7 @@ the one before it is used; it is deleted at the next save, so it never counts as
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -80,11 +81,12 @@ class Checkpoints:
         path = self.folder / f"{self.direction}-e{epoch:04d}-b{batch:07d}.pt"
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            hashed = _HashingWriter(f)  # torch.save writes its zip archive in one pass: hash it on the way
+            torch.save(state, hashed)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _write_durably(path.with_name(path.name + ".sha256"), f"{file_digest(path)}  {path.name}\n")
+        _write_durably(path.with_name(path.name + ".sha256"), f"{hashed.sha256.hexdigest()}  {path.name}\n")
         _fsync_dir(self.folder)
         self._prune(path)
         return path
@@ -153,6 +155,20 @@ class Checkpoints:
         except (OSError, UnicodeDecodeError, IndexError) as e:
             return f"unreadable checksum or file ({type(e).__name__})"
         return None if actual == expected else "checksum mismatch: the file changed after it was written"
+
+
+class _HashingWriter:
+    """A binary file that also keeps the sha256 of everything written to it (writes only, in order)."""
+
+    def __init__(self, f):
+        self.f, self.sha256 = f, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def _state_problem(state) -> str | None:
