@@ -69,10 +69,6 @@ class Checkpoints:
                 found.append(((int(m.group(2)), int(m.group(3))), p))
         return [p for _, p in sorted(found, reverse=True)]
 
-    def exists(self) -> bool:
-        """Whether this direction has any checkpoint (a finished one, or one cut off while written)."""
-        return any(_NAME.match(p.name) for p in self._files())
-
     # --- writing ---
 
     def save(self, state: dict, epoch: int, batch: int) -> Path:

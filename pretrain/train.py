@@ -127,17 +127,22 @@ def _check_run_dir(out: Path, run: dict, resume: bool) -> None:
     """A run directory belongs to one config and corpus: refuse to mix, say how to go on. A run that failed
     before it saved anything (no checkpoint, no weights) blocks nothing: the new run takes its place."""
     previous = read_json(out / RUN_FILE)
-    if resume and previous is None:
-        raise UlmfitError(f"--resume given, but {out} holds no run to resume; leave out --resume to start one.")
-    saved = [str(p.relative_to(out)) for p in _saved_work(out)]
-    if previous is not None and previous != run:
+    in_progress = any(Checkpoints(out / CHECKPOINTS, d).complete() for d in DIRECTIONS)
+    if not isinstance(previous, dict):
+        if in_progress:
+            raise UlmfitError(f"{out / RUN_FILE} is missing or damaged, so the checkpoints in {out / CHECKPOINTS} "
+                              f"cannot be matched with settings; delete {out} to start over, or choose another --out.")
+        if resume:
+            raise UlmfitError(f"--resume given, but {out} holds no run to resume; leave out --resume to start one.")
+    elif previous != run:
+        saved = [str(p.relative_to(out)) for p in _saved_work(out)]
         if saved:
-            changed = sorted(k for k in run["config"] if run["config"][k] != previous.get("config", {}).get(k))
+            changed = sorted(k for k in run["config"] if run["config"][k] != (previous.get("config") or {}).get(k))
             what = f"other values of {', '.join(changed)}" if changed else "another corpus (or one prepared again)"
             raise UlmfitError(f"{out} holds a run with {what} ({', '.join(saved[:3])}); resume it with the same "
                               f"settings, or delete {out} to start over, or choose another --out.")
         log.info("%s holds the settings of a run that saved nothing; starting a new run there", out)
-    elif previous is not None and not resume and any(Checkpoints(out / CHECKPOINTS, d).exists() for d in DIRECTIONS):
+    elif in_progress and not resume:
         raise UlmfitError(f"{out} holds a run in progress; pass --resume to continue it, or delete {out} to start "
                           "over, or choose another --out.")
     try:

@@ -243,7 +243,7 @@ def test_killed_at_any_point_resumes_to_the_same_weights(small, reference, tmp_p
         with pytest.raises(Crash):
             pretrain(small, tmp_path / "run", cfg, checkpoint_minutes=minutes)
     assert not (tmp_path / "run" / "config.json").exists()
-    if any(Checkpoints(tmp_path / "run" / "checkpoints", d).exists() for d in ("fwd", "bwd")):
+    if any(Checkpoints(tmp_path / "run" / "checkpoints", d).complete() for d in ("fwd", "bwd")):
         # else there is nothing to resume from, and the same command without --resume goes on
         with pytest.raises(UlmfitError, match="pass --resume"):
             pretrain(small, tmp_path / "run", cfg, checkpoint_minutes=minutes)
@@ -334,3 +334,14 @@ def test_other_settings_on_a_run_with_saved_work_say_what_to_delete(small, tmp_p
 def test_bad_checkpoint_minutes(small, tmp_path):
     line = one_error_line(runner.invoke(app, cli_args(small, tmp_path / "run", "--checkpoint-minutes", "-1")))
     assert "--checkpoint-minutes must be 0" in line
+
+
+def test_checkpoints_without_their_run_json_say_what_to_do(small, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        stop_at(m, epoch=1, batch=2)
+        pretrain(small, out, load_config("tiny", SMALL | {"epochs": 2}), direction="fwd")
+    (out / "run.json").write_text("{ damaged")
+    line = one_error_line(runner.invoke(app, cli_args(small, out, "--direction", "fwd", "--epochs", "2",
+                                                      "--resume")))
+    assert "run.json is missing or damaged" in line and f"delete {out} to start over" in line
