@@ -23,7 +23,7 @@ from ulmfit.benchmarks.finetune import FinetuneConfig, finetune, open_lm
 from ulmfit.benchmarks.tasks import Task, limit_labels
 from ulmfit.config import config_dict
 from ulmfit.errors import UlmfitError
-from ulmfit.files import atomic_write_text, read_json, write_json
+from ulmfit.files import atomic_write_text, output_lock, read_json, write_json
 from ulmfit.pretrain.modeldir import CONFIG, ModelDir
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,34 @@ class BenchSettings:
 
 def run_bench(tasks: Sequence[Task], settings: BenchSettings, out: Path | str, data_dir: Path | str | None = None,
               device: str | None = None) -> list[dict]:
-    """Fine-tune and score every task in turn; returns the result rows (also written under `out`)."""
+    """Fine-tune and score every task in turn; returns the result rows (also written under `out`).
+
+    `out` is locked while the run lasts. A run that stops, however it stops (kill -9 included), keeps the tasks it
+    finished, and the same command goes on from there; a run that fails before it wrote anything leaves no `out`
+    it created.
+    """
     out = Path(out)
+    with output_lock(out):
+        created = not out.exists()
+        try:
+            return _run_tasks(tasks, settings, out, data_dir, device)
+        except BaseException:
+            if created:
+                _remove_empty_folders(out)
+            raise
+
+
+def _remove_empty_folders(out: Path) -> None:
+    """Remove `out` when it holds no file, only empty folders: what a failed run created and left empty."""
+    if not out.is_dir() or any(p.is_file() or p.is_symlink() for p in out.rglob("*")):
+        return
+    for folder in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        folder.rmdir()
+    out.rmdir()
+
+
+def _run_tasks(tasks: Sequence[Task], settings: BenchSettings, out: Path, data_dir: Path | str | None,
+               device: str | None) -> list[dict]:
     if not tasks:
         raise UlmfitError("no tasks to run; name some with --tasks (`ulmfit tasks` lists them) or give --task-file.")
     lms: dict[str, ModelDir] = {}  # each language model opened (downloaded) once for the whole run

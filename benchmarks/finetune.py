@@ -18,6 +18,8 @@ what pretraining brings. The result is a classifier directory (see `classifier.p
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import time
@@ -31,11 +33,13 @@ import torch
 from fastai.callback.core import Callback
 from tqdm.auto import tqdm
 
+from ulmfit import __version__
 from ulmfit.benchmarks import classifier as clf
 from ulmfit.benchmarks.data import ClassificationData, LabelledTexts, check_data
 from ulmfit.config import CONFIGS as PRETRAIN_CONFIGS
 from ulmfit.config import OptimSettings, load_config
 from ulmfit.errors import UlmfitError
+from ulmfit.files import output_lock, read_json
 from ulmfit.langs import get_lang
 from ulmfit.langs.rules import default_rules
 from ulmfit.pretrain.card import license_of, render_card
@@ -43,6 +47,7 @@ from ulmfit.pretrain.loader import StreamLoader
 from ulmfit.pretrain.modeldir import (
     CLASSIFIER_FORMAT,
     CLASSIFIER_FORMAT_VERSION,
+    CONFIG,
     DIRECTIONS,
     FORMAT,
     ModelDir,
@@ -119,28 +124,49 @@ def finetune(lm: str | Path | ModelDir | None, data: ClassificationData, out: Pa
     `lm` is a catalogue name, `hf-hub:ORG/NAME` or a model directory. `pretrained=False` keeps its architecture
     and tokenizer but starts from random weights; `lm=None` (only with `pretrained=False`) builds a word-level
     vocabulary from the task's text with the language's tokenizer and uses the `arch` config's architecture.
-    `out` is built under `OUT.partial` and renamed when complete.
+    `out` is built under `OUT.partial` and renamed when complete, and locked while the run lasts. A run killed
+    at any moment leaves at most `OUT.partial`, which the same command clears and redoes; once `out` is complete,
+    the same command (same language model, data and settings) keeps it and returns at once.
     """
     out = Path(out)
     directions = _directions(directions)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UlmfitError(f"{out} already exists; choose a new output directory or remove it.")
-    data = _checked(data, config)
-    start = _starting_point(lm, data.lang, pretrained, config)
-    dev = select_device(device)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        _build(start, data, ModelDir(tmp, {}), out.resolve().name, config, directions, dev)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with output_lock(out):
+        data = _checked(data, config)
+        start = _starting_point(lm, data.lang, pretrained, config)
+        inputs = _inputs_digest(start, data, config, directions)
+        finished = read_json(out / CONFIG)
+        if isinstance(finished, dict) and finished.get("inputs") == inputs:
+            log.info("%s already holds the classifier of these inputs and settings; keeping it", out)
+            return out
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UlmfitError(f"{out} already exists; choose a new output directory or remove it.")
+        dev = select_device(device)
+        tmp = out.with_name(out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run that was killed: no other run holds it (the lock)
+        tmp.mkdir(parents=True)
+        try:
+            _build(start, data, ModelDir(tmp, {}), out.resolve().name, config, directions, dev, inputs)
+            if out.exists():
+                out.rmdir()
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     log.info("classifier directory ready: %s", out)
     return out
+
+
+def _inputs_digest(start: _Start, data: ClassificationData, cfg: FinetuneConfig, directions: list[str]) -> str:
+    """A sha256 of everything a classifier is made from: the language model's config (its metrics and tokenizer
+    hash tell one training from another), the data, the settings and the package version."""
+    digest = hashlib.sha256()
+    for part in (__version__, start.lm_config, start.pretrained, cfg.to_dict(), directions, data.lang, data.labels,
+                 data.multi_label, data.unlabelled):
+        digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False, default=str).encode())
+    for split in (data.train, data.valid, data.test):
+        for row in zip(split.texts, split.labels) if split is not None else [None]:
+            digest.update(json.dumps(row, ensure_ascii=False).encode())
+    return "sha256:" + digest.hexdigest()
 
 
 # --- where the language model comes from --------------------------------------------------------------------------
@@ -188,7 +214,7 @@ def _starting_point(lm: str | Path | ModelDir | None, lang: str, pretrained: boo
 # --- the run ------------------------------------------------------------------------------------------------------
 
 def _build(start: _Start, data: ClassificationData, out: ModelDir, name: str, cfg: FinetuneConfig,
-           directions: list[str], dev: torch.device) -> None:
+           directions: list[str], dev: torch.device, inputs: str = "") -> None:
     from fastai.torch_core import set_seed
 
     valid, valid_from_train = data.valid, False
@@ -232,6 +258,7 @@ def _build(start: _Start, data: ClassificationData, out: ModelDir, name: str, cf
                  "test": len(data.test) if data.test else 0, "unlabelled": len(data.unlabelled),
                  "dropped": dict(data.dropped), "lm_tokens": lm_tokens, "unknown_rate": round(unknown_rate, 6)},
         "eval_results": [],
+        "inputs": inputs,  # lets the same command find this classifier finished
     }
     targets = {"train": clf.targets_array(train.labels, data.labels, data.multi_label),
                "valid": clf.targets_array(valid.labels, data.labels, data.multi_label)}

@@ -103,6 +103,9 @@ def pretrain(
     direction: str = typer.Option("both", help="fwd, bwd or both."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop cleanly with a checkpoint after this many minutes."),
+    checkpoint_minutes: Optional[float] = typer.Option(None, help="Also checkpoint every N minutes within an epoch, "
+                                                       "so that a kill loses at most that much (0: only at epoch "
+                                                       "ends) [default: 10]."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda when there is one]."),
 ) -> None:
     """Train forward and backward AWD-LSTM language models; write the model directory."""
@@ -111,9 +114,10 @@ def pretrain(
 
     overrides = list(set_ or []) + ([f"epochs={epochs}"] if epochs is not None else [])
     cfg = run(load_config, config, overrides)
+    every = {} if checkpoint_minutes is None else {"checkpoint_minutes": checkpoint_minutes}
     try:
         results = run(train, corpus, out, cfg, direction=direction, resume=resume, max_minutes=max_minutes,
-                      device=device)
+                      device=device, **every)
     except RuntimeError as e:
         if "out of memory" in str(e).lower():
             _fail("the GPU ran out of memory; lower bs (--set bs=...) or bptt, or use a smaller config.")
@@ -121,8 +125,9 @@ def pretrain(
     for d in ("fwd", "bwd"):
         if results.get(d):
             last = results[d][-1]
-            typer.echo(f"{d}: epoch {last['epoch'] + 1}, valid perplexity {last['valid_ppl']:.2f}, "
-                       f"accuracy {last['accuracy']:.4f}, {last['tokens_per_s']:,.0f} tokens/s")
+            ppl, acc = (last[k] if last[k] is not None else float("nan") for k in ("valid_ppl", "accuracy"))
+            typer.echo(f"{d}: epoch {last['epoch'] + 1}, valid perplexity {ppl:.2f}, accuracy {acc:.4f}, "
+                       f"{last['tokens_per_s']:,.0f} tokens/s")
     if results["stopped"] == "interrupted":
         _fail("interrupted; the checkpoint is saved: run the same command with --resume to continue.", 130)
     if results["stopped"]:

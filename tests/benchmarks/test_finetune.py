@@ -289,7 +289,9 @@ def test_finetune_cli_from_csv(en_sp_lm, imdb, tmp_path):
     assert config["finetune"]["clas_epochs"] == [1, 0, 0, 0]
     # the test split was carved from train (10%), the valid split is the file's
     assert config["data"]["valid"] == 40 and config["data"]["train"] == 144 and config["data"]["test"] == 16
-    result = CliRunner().invoke(app, args)  # the directory exists now
+    result = CliRunner().invoke(app, args)  # the same command again keeps the classifier it made
+    assert result.exit_code == 0 and "valid ensemble" in result.output
+    result = CliRunner().invoke(app, args + ["--set", "clas_bs=8"])  # other settings: the directory is not theirs
     assert result.exit_code == 1 and "already exists" in result.output
     result = CliRunner().invoke(app, args[:-1] + [str(tmp_path / "other"), "--set", "clas_lr=1"])
     assert result.exit_code == 1 and "clas_lrs" in result.output  # did you mean ...

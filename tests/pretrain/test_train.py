@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
+from ulmfit.pretrain.checkpoints import Checkpoints
 from ulmfit.pretrain.corpus import Corpus
 from ulmfit.pretrain.modeldir import ModelDir, build_language_model, save_weights
 from ulmfit.pretrain.prepare import PrepareOptions, prepare_corpus
@@ -103,7 +104,7 @@ def test_resume_matches_uninterrupted_run(small, tmp_path, monkeypatch):
         _interrupt_at(m, 7)
         stopped = pretrain(small, tmp_path / "cut", cfg, direction="fwd")
     assert stopped["stopped"] == "interrupted"
-    assert (tmp_path / "cut" / "checkpoints" / "fwd.pt").is_file()
+    assert Checkpoints(tmp_path / "cut" / "checkpoints", "fwd").complete()
     assert not (tmp_path / "cut" / "config.json").exists()  # not a finished model directory
 
     with pytest.raises(UlmfitError, match="pass --resume"):
@@ -187,7 +188,7 @@ def test_resume_with_another_config_is_refused(small, tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         _interrupt_at(m, 3)
         pretrain(small, tmp_path / "run", cfg, direction="fwd")
-    with pytest.raises(UlmfitError, match="different config keys lr"):
+    with pytest.raises(UlmfitError, match="holds a run with other values of lr"):
         pretrain(small, tmp_path / "run", load_config("tiny", {"bs": 4, "bptt": 12, "epochs": 2, "lr": 0.1}),
                  direction="fwd", resume=True)
 
@@ -210,7 +211,7 @@ def test_cli_time_budget_then_resume(small, tmp_path):
     first = runner.invoke(app, args + ["--max-minutes", "0.00001"])
     assert first.exit_code == 0, first.output
     assert "stopped at the time budget" in first.output
-    assert (tmp_path / "run" / "checkpoints" / "fwd.pt").is_file()
+    assert Checkpoints(tmp_path / "run" / "checkpoints", "fwd").complete()
     second = runner.invoke(app, args + ["--resume"])
     assert second.exit_code == 0, second.output
     assert "model directory:" in second.output and (tmp_path / "run" / "config.json").is_file()
@@ -230,5 +231,5 @@ def test_ctrl_c_leaves_a_checkpoint(small, tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "error: interrupted; the checkpoint is saved" in err
-    assert (tmp_path / "run" / "checkpoints" / "fwd.pt").is_file()
+    assert Checkpoints(tmp_path / "run" / "checkpoints", "fwd").complete()
     assert not (tmp_path / "run" / "config.json").exists()
