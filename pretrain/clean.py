@@ -91,7 +91,8 @@ _STYLE = re.compile(r"'{2,}")
 _SPACES = re.compile(r"(?: [^\S\n]|[^\S \n])[^\S\n]*")
 _SPACE_BEFORE_STOP = re.compile(r" (?=[,.](?:\s|$))")  # left where a reference or template was removed
 _JUNK_LINE = re.compile(r"^[\W_]*$")  # a line of punctuation alone, left over from markup
-_EMPTY_BRACKETS = re.compile(r" [(（] *[,;，；、]? *[)）]|[(（] *[,;，；、]? *[)）]")  # left by a removed {{lang|…}}
+# left by a removed {{lang|…}}
+_EMPTY_BRACKETS = re.compile(r" [(（] *[,;，；、]? *[)）]|[(（] *[,;，；、]? *[)）]")
 # MediaWiki's language-conversion markup (zh, sr, kk, …): -{text}- or -{zh-hans:简; zh-hant:繁;}-
 _CONVERSION = re.compile(r"-\{(?:[^{}|]*\|)?([^{}]*?)\}-")
 _VARIANT = re.compile(r"^\s*[a-z]{2,3}(?:-[a-z]+)*\s*:\s*([^;]*)")

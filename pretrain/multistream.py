@@ -102,8 +102,8 @@ def plan(path: Path | str, index: Path | str | None = None, target_bytes: int = 
 
 
 def index_name(dump_name: str) -> str | None:
-    """The name Wikipedia gives the index of a multistream dump (`X-multistream.xml.bz2` → `X-multistream-index.txt.bz2`),
-    or None for a name that is not a multistream dump's."""
+    """The name Wikipedia gives the index of a multistream dump (`X-multistream.xml.bz2` →
+    `X-multistream-index.txt.bz2`), or None for a name that is not a multistream dump's."""
     dump_suffix, index_suffix = _INDEX_SUFFIX
     return dump_name[: -len(dump_suffix)] + index_suffix if dump_name.endswith(dump_suffix) else None
 

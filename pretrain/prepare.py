@@ -113,6 +113,11 @@ class _Run:
     workers: int
     stats: dict
 
+    def workers_for(self, split: str) -> int:
+        """No more worker processes than the split has batches: each one loads its tokenizer (spaCy takes seconds),
+        which a small split would not repay."""
+        return max(1, min(self.workers, -(-self.stats["articles"][split] // BATCH_DOCS)))
+
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage; once it has finished, record its wall and CPU seconds (this process and its workers)
@@ -376,7 +381,7 @@ def _encode_sentencepiece(run: _Run) -> dict:
 
     def encoded(split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         docs = _sampled(corpus.read_docs(split), keep if split == "train" else 1.0)
-        return ordered_map(_encode_batch, batched(docs, BATCH_DOCS), run.workers, initializer=_init_encoder,
+        return ordered_map(_encode_batch, batched(docs, BATCH_DOCS), run.workers_for(split), initializer=_init_encoder,
                            initargs=initargs)
 
     return _write_ids(run, encoded, len(encoder), keep)
@@ -429,8 +434,9 @@ def _encode_words(run: _Run) -> dict:
         with gzip.open(tok_dir / f"{split}.jsonl.gz", "wt", encoding="utf-8", compresslevel=1) as f, \
                 tqdm(total=run.stats["articles"][split], desc=f"tokenizing {split}", unit=" articles",
                      disable=None) as bar:
-            for batch in ordered_map(_tokenize_batch, batched(corpus.read_docs(split), BATCH_DOCS), run.workers,
-                                     initializer=_init_encoder, initargs=("word", None, run.lang.code, run.rules)):
+            docs = batched(corpus.read_docs(split), BATCH_DOCS)
+            for batch in ordered_map(_tokenize_batch, docs, run.workers_for(split), initializer=_init_encoder,
+                                     initargs=("word", None, run.lang.code, run.rules)):
                 for toks in batch:
                     f.write(json.dumps(toks, ensure_ascii=False) + "\n")
                     if split == "train":

@@ -146,8 +146,9 @@ class DumpSource(Source):
         dbname = self.info.dbname
         if dbname and dbname != self.lang.wiki:
             if not self.force_lang:
-                raise UlmfitError(f"{self.path.name} is a dump of {dbname}, not of {self.lang.wiki} ({self.lang.name}); "
-                                  f"give the language of the dump, or --force-lang to read it as {self.lang.code}.")
+                raise UlmfitError(f"{self.path.name} is a dump of {dbname}, not of {self.lang.wiki} "
+                                  f"({self.lang.name}); give the language of the dump, or --force-lang to read it "
+                                  f"as {self.lang.code}.")
             log.warning("%s is a dump of %s, read as %s (%s) as --force-lang asks", self.path.name, dbname,
                         self.lang.code, self.lang.wiki)
         return CleanConfig.for_dump(self.info.namespaces, self.lang.disambiguation, self.min_chars)

@@ -104,7 +104,8 @@ def write_word_vocab(path: Path, itos: list[str]) -> None:
 def load_word_vocab(path: Path) -> list[str]:
     itos = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(itos, list) or itos[: len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
-        raise UlmfitError(f"{path} is not a ulmfit word vocabulary (a JSON list starting with fastai's special tokens).")
+        raise UlmfitError(f"{path} is not a ulmfit word vocabulary (a JSON list starting with fastai's special "
+                          "tokens).")
     return itos
 
 
