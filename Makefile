@@ -5,11 +5,20 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo test test-all
 
-$(VENV)/.installed: pyproject.toml
+# The editable install finds `ulmfit` through setuptools' import hook, which Python consults only after sys.path:
+# run from the folder above a clone named `ulmfit`, the clone itself (no __init__.py) would be imported as an empty
+# namespace package. A path entry holding a link named `ulmfit` to the package folder is a regular package, which
+# wins over any namespace folder; the subpackages (ulmfit.langs from langs/, ...) still come through the hook, so
+# new modules are picked up without a reinstall.
+IMPORT_LINK := $(VENV)/import-path
+
+$(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev]" torch==2.13.0
+	mkdir -p $(IMPORT_LINK) && ln -sfn $(CURDIR)/ulmfit $(IMPORT_LINK)/ulmfit
+	echo $(abspath $(IMPORT_LINK)) > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/ulmfit-import-path.pth"
 	touch $@
 
 demo: $(VENV)/.installed  ## prepare a corpus from the sample dump shipped with the package

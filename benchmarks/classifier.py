@@ -15,11 +15,17 @@ unknown tokens (`xxunk`, or SentencePiece byte pieces). A text whose share of un
 `predict_proba` (or the single text given) look so, that is an error, since the probabilities would mean nothing;
 when fewer do, a warning gives their count. Text in the same script (German through an English SentencePiece
 model) mostly passes: the check catches text the model cannot read, not every language change.
+
+Long texts: the classifier reads the first `max_tokens` tokens of a text (`MAX_TOKENS_PER_TEXT` unless the
+classifier's config or the caller says otherwise) and a warning counts the texts that were longer. Only the head
+of a long text is tokenized, so a 5 MB text costs what its first tokens cost.
 """
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -29,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ulmfit.batching import batched
 from ulmfit.benchmarks.data import LabelledTexts
+from ulmfit.benchmarks.loaders import allow_large_csv_fields, encoding_error, name_the_encoding, python_encoding
 from ulmfit.errors import UlmfitError
 from ulmfit.pretrain.card import render_card
 from ulmfit.pretrain.modeldir import CLASSIFIER_FORMAT, ModelDir
@@ -41,6 +48,9 @@ METRIC_NAMES = ("accuracy", "macro_f1", "micro_f1")
 _METRIC_TITLES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "micro_f1": "Micro F1"}
 # An unknown-token share this far above the training text's means the text is not in the classifier's language.
 MISMATCH_MARGIN = 0.3
+# The first tokens of a text that fine-tuning and prediction read: longer than most documents (an IMDb review is
+# about 300), short enough that a paper-sized model reads it in seconds on a CPU.
+MAX_TOKENS_PER_TEXT = 5_000
 
 
 # --- metrics ----------------------------------------------------------------------------------------------------
@@ -86,25 +96,40 @@ class Classifier:
     """A trained ULMFiT text classifier: one model per direction, its tokenizer and its config."""
 
     def __init__(self, models: dict[str, torch.nn.Module], tokenizer: TextTokenizer, config: dict,
-                 model_dir: ModelDir | None = None):
+                 model_dir: ModelDir | None = None, max_tokens: int | None = None):
         self.models = {d: m.eval() for d, m in models.items()}
         self.tokenizer, self.config, self.model_dir = tokenizer, config, model_dir
         self._unknown = UnknownTokens(tokenizer)
+        self.max_tokens = max_tokens  # the setter checks it
 
     @classmethod
     def from_pretrained(cls, spec: str | Path, revision: str | None = None, cache_dir: str | Path | None = None,
-                        local_files_only: bool = False, device: str | torch.device = "cpu") -> "Classifier":
-        """A classifier directory, or a Hub repository in that format (`hf-hub:ORG/NAME[@REVISION]`)."""
+                        local_files_only: bool = False, device: str | torch.device = "cpu",
+                        max_tokens: int | None = None) -> "Classifier":
+        """A classifier directory, or a Hub repository in that format (`hf-hub:ORG/NAME[@REVISION]`).
+
+        `max_tokens`: how many tokens of each text to read (default: what the classifier was trained with)."""
         from ulmfit.zoo.pretrained import open_model
 
         model_dir = open_model(spec, revision, cache_dir, local_files_only, kind=CLASSIFIER_FORMAT)
         models = {}
         for d in model_dir.directions:
             if not model_dir.weights(d).is_file():
-                raise UlmfitError(f"{model_dir.path} lacks {d}/{model_dir.weights(d).name}, which its config lists; "
+                raise UlmfitError(f"{model_dir.spec} lacks {d}/{model_dir.weights(d).name}, which its config lists; "
                                   "download or train it again.")
             models[d] = model_dir.load_classifier(d, device)
-        return cls(models, model_dir.tokenizer, model_dir.config, model_dir)
+        return cls(models, model_dir.tokenizer, model_dir.config, model_dir, max_tokens)
+
+    @property
+    def max_tokens(self) -> int:
+        """How many tokens of a text (xxbos included) the classifier reads; the rest of a longer text is left out."""
+        return self._max_tokens
+
+    @max_tokens.setter
+    def max_tokens(self, value: int | None) -> None:
+        value = self.config.get("head", {}).get("max_tokens_per_text", MAX_TOKENS_PER_TEXT) if value is None \
+            else value
+        self._max_tokens = check_max_tokens(value)
 
     @property
     def labels(self) -> list[str]:
@@ -119,8 +144,8 @@ class Classifier:
         return list(self.models)
 
     def encode(self, texts: Iterable[str]) -> list[np.ndarray]:
-        """Token ids (with `xxbos`) as the classifier was trained on them."""
-        return [np.asarray(self.tokenizer.encode(t), dtype=np.int64) for t in texts]
+        """Token ids (with `xxbos`) as the classifier was trained on them: the first `max_tokens` of each text."""
+        return encode_texts(self.tokenizer, texts, self.max_tokens, np.int64)
 
     def predict_proba(self, texts: str | Sequence[str], direction: str = ENSEMBLE, bs: int = 64) -> np.ndarray:
         """Class probabilities, one row per text in the order given: softmax (single-label) or sigmoid (multi-label).
@@ -199,6 +224,11 @@ class Classifier:
         if empty:
             raise UlmfitError(f"{len(empty)} of the {len(texts)} texts are empty (the first is number {empty[0] + 1}); "
                               "remove them or give them text.")
+        # bytes that were not UTF-8 on the command line arrive as lone surrogates, which no tokenizer takes
+        broken = [i for i, t in enumerate(texts) if _SURROGATE.search(str(t))]
+        if broken:
+            raise UlmfitError(f"{len(broken)} of the {len(texts)} texts are not valid UTF-8 (the first is number "
+                              f"{broken[0] + 1}); give them as UTF-8 text, or in a file with --encoding.")
         ids = self.encode(texts)
         self._check_language(ids)
         return ids
@@ -249,6 +279,48 @@ class Classifier:
                         "be in another language, and their predictions are unreliable", odd, len(ids), limit * 100, lang)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_max_tokens(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise UlmfitError(f"max_tokens_per_text must be a whole number of at least 2 (xxbos and one token), not "
+                          f"{value!r}.")
+    return value
+
+
+def encode_head(tokenizer: TextTokenizer, text: str, max_tokens: int) -> tuple[list[int], bool]:
+    """The ids (with `xxbos`) of the first `max_tokens` tokens of `text`, and whether the text had more.
+
+    Only a head of a long text is tokenized: about as many characters as should hold the tokens, four times as
+    many while they do not. Tokens are local (SentencePiece pieces and words stop at whitespace, which is where the
+    head is cut; fastai's rules look at a few characters), so beyond a margin the head's tokens are the text's.
+    """
+    chars = 16 * max_tokens
+    while len(text) > chars:
+        cut = max(text.rfind(space, chars // 2, chars) for space in " \n\t")
+        ids = tokenizer.encode(text[:cut if cut > 0 else chars])
+        if len(ids) > max_tokens + 32:  # the last tokens of a head may differ from the whole text's
+            return ids[:max_tokens], True
+        chars *= 4
+    ids = tokenizer.encode(text)
+    return ids[:max_tokens], len(ids) > max_tokens
+
+
+def encode_texts(tokenizer: TextTokenizer, texts: Iterable[str], max_tokens: int, dtype,
+                 what: str = "texts") -> list[np.ndarray]:
+    """`encode_head` of every text (with a progress bar on a terminal); a warning counts the texts cut short."""
+    texts, out, cut = list(texts), [], 0
+    for text in tqdm(texts, desc=f"tokenizing {what}", unit=" texts", disable=None, leave=False):
+        ids, longer = encode_head(tokenizer, text, max_tokens)
+        out.append(np.asarray(ids, dtype=dtype))
+        cut += longer
+    if cut:
+        log.warning("%d of the %d %s are longer than %d tokens: only their first %d are read (max_tokens_per_text)",
+                    cut, len(texts), what, max_tokens, max_tokens)
+    return out
+
+
 def _batches(lengths: list[int], seq_len: int, bs: int) -> Iterable[np.ndarray]:
     """Batches of indices, longest first within a batch (fastai's `SentenceEncoder` needs that), in which every
     length leaves the same remainder modulo `seq_len`.
@@ -294,33 +366,39 @@ class UnknownTokens:
 # --- batch prediction on a CSV file -----------------------------------------------------------------------------
 
 def predict_csv(classifier: Classifier, src: Path | str, dest: Path | str, text_col: str = "text",
-                direction: str = ENSEMBLE, threshold: float = 0.5, bs: int = 64, chunk: int = 4096) -> dict:
+                direction: str = ENSEMBLE, threshold: float = 0.5, bs: int = 64, chunk: int = 4096,
+                encoding: str = "utf-8") -> dict:
     """Copy `src` to `dest` with a `prob_<label>` column per class and a `prediction` column.
 
-    The file is read `chunk` rows at a time. Rows with an empty text are skipped (their new columns stay blank)
-    and counted; the counts are returned and logged.
+    The file (in `encoding`) is read `chunk` rows at a time, with a progress bar on a terminal; cells may be of
+    any length. Rows with an empty text are skipped (their new columns stay blank) and counted; the counts are
+    returned and logged. `dest` appears only when every row is written.
     """
     src, dest = Path(src), Path(dest)
+    if src.is_dir():
+        raise UlmfitError(f"{src} is a directory: give a CSV file with a '{text_col}' column.")
     if not src.is_file():
         raise UlmfitError(f"{src} does not exist; give a CSV file with a '{text_col}' column.")
+    codec = python_encoding(encoding)
+    allow_large_csv_fields()
     labels = classifier.labels
     new_cols = [f"prob_{label}" for label in labels] + ["prediction"]
     tmp = dest.with_name(dest.name + ".tmp")
     counts = {"rows": 0, "predicted": 0, "empty": 0}
-    with src.open(newline="", encoding="utf-8") as fin, tmp.open("w", newline="", encoding="utf-8") as fout:
-        reader = csv.DictReader(fin)
-        if text_col not in (reader.fieldnames or []):
-            tmp.unlink()
-            raise UlmfitError(f"{src} has no '{text_col}' column (it has: {', '.join(reader.fieldnames or [])}); "
-                              "name the text column with --text-col.")
-        clash = sorted(set(new_cols) & set(reader.fieldnames))
-        if clash:
-            tmp.unlink()
-            raise UlmfitError(f"{src} already has the column(s) {', '.join(clash)} that predictions would write; "
-                              "rename them first.")
-        writer = csv.DictWriter(fout, fieldnames=[*reader.fieldnames, *new_cols])
-        writer.writeheader()
+    with src.open("rb") as raw, tmp.open("w", newline="", encoding="utf-8") as fout, \
+            tqdm(total=src.stat().st_size, desc=f"classifying {src.name}", unit="B", unit_scale=True,
+                 disable=None) as bar:
+        reader = csv.DictReader(io.TextIOWrapper(raw, encoding=codec, newline=""))
         try:
+            fields = reader.fieldnames or []
+            if text_col not in fields:
+                raise UlmfitError(f"{src} has no '{text_col}' column (it has: {', '.join(fields)}); name the text "
+                                  "column with --text-col.")
+            if clash := sorted(set(new_cols) & set(fields)):
+                raise UlmfitError(f"{src} already has the column(s) {', '.join(clash)} that predictions would "
+                                  "write; rename them first.")
+            writer = csv.DictWriter(fout, fieldnames=[*fields, *new_cols])
+            writer.writeheader()
             for rows in batched(reader, chunk):
                 keep = [i for i, row in enumerate(rows) if (row[text_col] or "").strip()]
                 if keep:
@@ -332,9 +410,17 @@ def predict_csv(classifier: Classifier, src: Path | str, dest: Path | str, text_
                 counts["rows"] += len(rows)
                 counts["predicted"] += len(keep)
                 counts["empty"] += len(rows) - len(keep)
-        except BaseException:
+                bar.update(raw.tell() - bar.n)
+        except BaseException as e:
             fout.close()
             tmp.unlink(missing_ok=True)
+            if isinstance(e, UnicodeDecodeError):
+                offset = raw.tell() - len(e.object) + e.start  # the error counts from the block it decoded
+                raise encoding_error(str(src), encoding, e, f"at offset {offset:,}", name_the_encoding("--encoding")) \
+                    from None
+            if isinstance(e, csv.Error):
+                raise UlmfitError(f"{src} is not valid CSV near line {reader.line_num} ({e}): fix the file.") \
+                    from None
             raise
     tmp.replace(dest)
     if counts["empty"]:

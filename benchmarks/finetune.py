@@ -31,7 +31,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from fastai.callback.core import Callback
-from tqdm.auto import tqdm
 
 from ulmfit import __version__
 from ulmfit.benchmarks import classifier as clf
@@ -50,6 +49,7 @@ from ulmfit.pretrain.modeldir import (
     CONFIG,
     DIRECTIONS,
     FORMAT,
+    SIZE_KEYS,
     ModelDir,
     build_classifier,
     build_language_model,
@@ -59,8 +59,6 @@ from ulmfit.pretrain.tokenizer import PAD, WORD_VOCAB, TextTokenizer, ids_dtype
 from ulmfit.training import build_learner, finite_or_none, release_freed_memory, select_device
 
 log = logging.getLogger(__name__)
-
-SIZE_KEYS = ("emb_sz", "n_hid", "n_layers", "pad_token", "bidir")  # the classifier takes its dropouts from fastai
 
 
 @dataclass
@@ -88,6 +86,7 @@ class FinetuneConfig(OptimSettings):
     lr_decay: float = 2.6  # discriminative learning rates: each lower layer group gets the rate above ÷ this
     label_smoothing: float = 0.0  # single-label tasks only
     valid_frac: float = 0.1  # share of train held out for validation when the task has no valid split
+    max_tokens_per_text: int = clf.MAX_TOKENS_PER_TEXT  # both stages read the first N tokens of a longer text
     # the task vocabulary of a word-level model
     max_vocab: int = 60000
     min_freq: int = 2
@@ -113,6 +112,7 @@ def load_finetune_config(name: str | Path = "paper",
                           f"other (they have {len(cfg.clas_lrs)} and {len(cfg.clas_epochs)}).")
     if cfg.arch not in PRETRAIN_CONFIGS:
         raise UlmfitError(f"arch names a pretraining config ({', '.join(PRETRAIN_CONFIGS)}), not '{cfg.arch}'.")
+    clf.check_max_tokens(cfg.max_tokens_per_text)
     return cfg
 
 
@@ -228,9 +228,10 @@ def _build(start: _Start, data: ClassificationData, out: ModelDir, name: str, cf
     tokenizer, tok_spec, counts = _task_tokenizer(start, lm_texts, out, cfg)
     vocab_size = len(tokenizer)
     dtype = ids_dtype(vocab_size)
-    encode = partial(_encode, tokenizer, dtype)
-    train_ids, valid_ids = encode(train.texts, "train"), encode(valid.texts, "valid")
-    other_ids = encode([t for t in ([*data.test.texts] if data.test else []) + list(data.unlabelled)], "other")
+    encode = partial(clf.encode_texts, tokenizer, max_tokens=cfg.max_tokens_per_text, dtype=dtype)
+    train_ids, valid_ids = encode(train.texts, what="train texts"), encode(valid.texts, what="valid texts")
+    other_ids = encode([t for t in ([*data.test.texts] if data.test else []) + list(data.unlabelled)],
+                       what="test and unlabelled texts")
     unknown_rate = clf.UnknownTokens(tokenizer).rate(train_ids)
     log.info("train text: %.1f%% of the tokens are unknown to the tokenizer", 100 * unknown_rate)
     if unknown_rate > clf.MISMATCH_MARGIN:
@@ -247,7 +248,8 @@ def _build(start: _Start, data: ClassificationData, out: ModelDir, name: str, cf
         "architecture": "AWD_LSTM",
         "arch": {k: start.lm_config["arch"][k] for k in SIZE_KEYS},
         "vocab_size": vocab_size,
-        "head": {"seq_len": cfg.clas_bptt, "max_len": cfg.clas_max_len, "drop_mult": cfg.clas_drop_mult},
+        "head": {"seq_len": cfg.clas_bptt, "max_len": cfg.clas_max_len, "drop_mult": cfg.clas_drop_mult,
+                 "max_tokens_per_text": cfg.max_tokens_per_text},
         "labels": list(data.labels),
         "multi_label": data.multi_label,
         "directions": directions,
@@ -307,11 +309,6 @@ def _task_tokenizer(start: _Start, texts: list[str], out: ModelDir,
     spec |= out.write_tokenizer("word", itos)
     log.info("task vocabulary: %d tokens from %d texts (min_freq %d)", len(itos), len(texts), cfg.min_freq)
     return TextTokenizer("word", lang, spec["rules"], out.path / spec["file"]), spec, counts
-
-
-def _encode(tokenizer: TextTokenizer, dtype: np.dtype, texts: list[str], what: str) -> list[np.ndarray]:
-    return [np.asarray(tokenizer.encode(t), dtype=dtype)
-            for t in tqdm(texts, desc=f"tokenizing {what}", unit=" texts", disable=None)]
 
 
 def _write_lm_stream(work: Path, docs: list[np.ndarray], cfg: FinetuneConfig) -> dict:

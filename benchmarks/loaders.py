@@ -7,12 +7,14 @@ are read as they are; nothing is extracted to disk.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import logging
 import random
 import re
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -31,30 +33,61 @@ def read_bytes(path: Path) -> bytes:
             return f.read()
     except FileNotFoundError:
         raise UlmfitError(f"{path} does not exist: check the path.") from None
+    except IsADirectoryError:
+        raise UlmfitError(f"{path} is a directory: give a file.") from None
     except DECOMPRESSION_ERRORS as e:
         raise UlmfitError(f"{path} could not be read ({e}): check that the file is complete.") from None
 
 
-def decode(raw: bytes, encoding: str, source: str) -> str:
-    """`raw` as text; a byte that is not valid in `encoding` gets one sentence that names the file and the fix."""
+def python_encoding(encoding: str) -> str:
+    """The codec that reads `encoding`; utf-8 becomes utf-8-sig, which also reads files with a byte-order mark
+    (Excel writes one) and is utf-8 otherwise. An unknown name gets one sentence."""
     try:
-        # utf-8-sig also reads files with a byte-order mark (Excel writes one) and is utf-8 otherwise.
-        return raw.decode("utf-8-sig" if _normal(encoding) == "utf-8" else encoding)
+        name = codecs.lookup(encoding).name
+        b"".decode(name)  # a bytes-to-bytes codec (base64, rot13) has a name but decodes no text
     except LookupError:
         raise UlmfitError(f"'{encoding}' is not a known text encoding: give one such as utf-8, latin-1 or cp1252.") \
             from None
+    return "utf-8-sig" if name == "utf-8" else name
+
+
+DAMAGED = "the file is damaged or not the expected one: download it again"
+
+
+def name_the_encoding(how: str) -> str:
+    """The fix for a file in another encoding, `how` being the way to name it (`--encoding`, a spec's key)."""
+    return f"give its encoding with {how} (for example latin-1 or cp1252)"
+
+
+def encoding_error(source: str, encoding: str, error: UnicodeDecodeError, where: str = "",
+                   fix: str = DAMAGED) -> UlmfitError:
+    """One sentence for text that is not valid in `encoding`: the file, the byte and the `fix` (by default: a file
+    that ships with a task has a fixed encoding, so it is damaged; see `name_the_encoding` for users' files)."""
+    byte = f"byte {error.object[error.start]:#04x}" if error.start < len(error.object) else "a cut-off character"
+    return UlmfitError(f"{source} is not valid {encoding} ({byte} {where or f'at offset {error.start}'}): {fix}.")
+
+
+def decode(raw: bytes, encoding: str, source: str, fix: str = DAMAGED) -> str:
+    """`raw` as text; a byte that is not valid in `encoding` gets one sentence that names the file and the fix."""
+    try:
+        return raw.decode(python_encoding(encoding))
     except UnicodeDecodeError as e:
-        raise UlmfitError(f"{source} is not valid {encoding} (byte {raw[e.start]:#04x} at offset {e.start}): "
-                          "give its encoding with `encoding:` in the task spec (for example latin-1 or cp1252)."
-                          ) from None
+        raise encoding_error(source, encoding, e, fix=fix) from None
 
 
-def read_text(path: Path, encoding: str = "utf-8") -> str:
-    return decode(read_bytes(path), encoding, str(path))
+def read_text(path: Path, encoding: str = "utf-8", fix: str = DAMAGED) -> str:
+    return decode(read_bytes(path), encoding, str(path), fix)
 
 
-def _normal(encoding: str) -> str:
-    return encoding.lower().replace("_", "-").replace("utf8", "utf-8")
+def allow_large_csv_fields() -> None:
+    """Let Python's csv module read cells of any length: its default limit is 131,072 characters, which a long
+    document passes. The limit is a C long, 32 bits on some platforms, hence the halving."""
+    limit = sys.maxsize
+    while limit > csv.field_size_limit():
+        try:
+            csv.field_size_limit(limit)
+        except OverflowError:
+            limit //= 2
 
 
 def zip_member(path: Path, member: str | Callable[[str], bool], encoding: str = "utf-8") -> str:
@@ -90,6 +123,7 @@ def table_rows(text: str, fmt: str, source: str) -> Iterator[dict]:
                     raise UlmfitError(f"{source} line {number} is not a JSON object: write one object per line.")
                 yield row
         return
+    allow_large_csv_fields()
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
     try:
         yield from reader
@@ -109,15 +143,16 @@ def table_format(path: Path) -> str:
 
 
 def read_table(path: Path, text_col: str, label_col: str, encoding: str = "utf-8",
-               label_sep: str | None = None) -> LabelledTexts:
+               label_sep: str | None = None, fix: str = name_the_encoding("--encoding")) -> LabelledTexts:
     """Texts and labels from two columns of a CSV, TSV or JSONL file.
 
     With `label_sep` the task is multi-label: a cell is split on it (a JSON list is taken as it is), and an empty
-    cell means that no label applies. Without it, a missing or empty cell is a missing label.
+    cell means that no label applies. Without it, a missing or empty cell is a missing label. `fix` is what a
+    file in another encoding is told to do (see `encoding_error`).
     """
     fmt = table_format(path)
     texts, labels = [], []
-    for row in table_rows(read_text(path, encoding), fmt, str(path)):
+    for row in table_rows(read_text(path, encoding, fix), fmt, str(path)):
         if not texts and (absent := [c for c in (text_col, label_col) if c not in row]):
             raise UlmfitError(f"{path} has no column {absent[0]!r} (its columns: {', '.join(map(str, row))}): "
                               "set text_col and label_col to the right names.")

@@ -298,7 +298,7 @@ def task_from_file(path: str | Path) -> Task:
     """
     path = Path(path)
     try:
-        spec = yaml.safe_load(loaders.read_text(path))
+        spec = yaml.safe_load(loaders.read_text(path, fix="save the task spec as UTF-8"))
     except yaml.YAMLError as e:
         raise UlmfitError(f"{path} is not valid YAML ({e}): fix the spec.") from None
     if not isinstance(spec, dict):
@@ -319,7 +319,7 @@ def task_from_file(path: str | Path) -> Task:
     try:
         return task_from_csv(files["train"], test=files.get("test"), valid=files.get("valid"),
                              lang=str(spec["lang"]), task_id=spec.get("id"), name=spec.get("name"), **options,
-                             **baselines)
+                             **baselines, encoding_hint=f"`encoding:` in {path}")
     except (TypeError, ValueError) as e:  # a number or a path of the wrong type
         raise UlmfitError(f"{path} has a value of the wrong type ({e}): check the spec's numbers and paths.") \
             from None
@@ -330,11 +330,16 @@ def task_from_csv(train: str | Path, test: str | Path | None = None, valid: str 
                   multi_label: bool = False, label_sep: str = "|", encoding: str = "utf-8", seed: int = 0,
                   valid_frac: float = 0.1, test_frac: float = 0.1, task_id: str | None = None,
                   name: str | None = None, description: str | None = None,
-                  published_ulmfit: Baseline | None = None, published_best: Baseline | None = None) -> Task:
-    """A task from CSV, TSV or JSONL files; missing valid/test splits are carved from train with `seed`."""
+                  published_ulmfit: Baseline | None = None, published_best: Baseline | None = None,
+                  encoding_hint: str = "--encoding") -> Task:
+    """A task from CSV, TSV or JSONL files; missing valid/test splits are carved from train with `seed`.
+
+    `encoding_hint` is how the user names the files' encoding, for the error a file in another encoding gets
+    (`--encoding` on the command line; a spec file says `encoding:`)."""
     from ulmfit.langs import get_lang
 
     lang = get_lang(lang).code
+    loaders.python_encoding(encoding)  # an unknown encoding is refused now, not when the files are read
     if metric not in METRICS:
         raise UlmfitError(f"'{metric}' is not a metric this package scores: use one of {', '.join(METRICS)}.")
     for label, fraction in (("valid_frac", valid_frac), ("test_frac", test_frac)):
@@ -343,6 +348,8 @@ def task_from_csv(train: str | Path, test: str | Path | None = None, valid: str 
     roles = {role: Path(p).expanduser().resolve() for role, p in (("train", train), ("valid", valid),
                                                                    ("test", test)) if p is not None}
     for role, p in roles.items():
+        if p.is_dir():
+            raise UlmfitError(f"the {role} file {p} is a directory: give a CSV, TSV or JSON-lines file in it.")
         if not p.is_file():
             raise UlmfitError(f"the {role} file {p} does not exist: check the path.")
         loaders.table_format(p)
@@ -354,7 +361,8 @@ def task_from_csv(train: str | Path, test: str | Path | None = None, valid: str 
         files=tuple(str(p) for p in roles.values()), text_field=text_col, label_field=label_col,
         loader=partial(_read_user_files, roles=tuple(roles), lang=lang, text_col=text_col, label_col=label_col,
                        encoding=encoding, label_sep=label_sep if multi_label else None, seed=int(seed),
-                       valid_frac=float(valid_frac), test_frac=float(test_frac)),
+                       valid_frac=float(valid_frac), test_frac=float(test_frac),
+                       fix=loaders.name_the_encoding(encoding_hint)),
         description=description or f"from {', '.join(f'{r} {p.name}' for r, p in roles.items())}"
                                    + (f"; carved with seed {seed}: {', '.join(carved)}" if carved else ""),
         published_ulmfit=published_ulmfit, published_best=published_best)
@@ -362,8 +370,9 @@ def task_from_csv(train: str | Path, test: str | Path | None = None, valid: str 
 
 def _read_user_files(paths: list[Path], *, roles: tuple[str, ...], lang: str, text_col: str, label_col: str,
                      encoding: str, label_sep: str | None, seed: int, valid_frac: float,
-                     test_frac: float) -> ClassificationData:
-    splits = {role: loaders.read_table(p, text_col, label_col, encoding, label_sep) for role, p in zip(roles, paths)}
+                     test_frac: float, fix: str) -> ClassificationData:
+    splits = {role: loaders.read_table(p, text_col, label_col, encoding, label_sep, fix)
+              for role, p in zip(roles, paths)}
     return loaders.with_splits(lang, [], splits["train"], splits.get("test"), seed, valid_frac, test_frac,
                                multi_label=label_sep is not None, valid=splits.get("valid"))
 

@@ -27,6 +27,7 @@ class SpacyWordTokenizer:
 
         self.code, self.config, self.batch_size = code, config or {}, batch_size
         self.nlp = spacy.blank(code, config=self.config)
+        self.nlp.max_length = 10 ** 9  # spaCy caps texts at 1M characters for its parser and NER; tokenizing needs none
         for tok in SPECIAL_TOKENS:
             self.nlp.tokenizer.add_special_case(tok, [{ORTH: tok}])
 

@@ -308,6 +308,9 @@ def finetune(
     label_col: str = typer.Option("label", help="The label column."),
     multi_label: bool = typer.Option(False, "--multi-label", help="Each label cell lists labels split by --label-sep."),
     label_sep: str = typer.Option("|", help="With --multi-label: the separator between labels."),
+    encoding: str = typer.Option("utf-8", help="The text encoding of the files, e.g. latin-1 or cp1252."),
+    max_tokens_per_text: Optional[int] = typer.Option(None, help="Read the first N tokens of a longer text "
+                                                      "[default: 5000]; shortcut for --set max_tokens_per_text=N."),
     lang: Optional[str] = typer.Option(None, help="Language code of the texts [default: the language model's]."),
     config: str = typer.Option("paper", help="tiny (CPU demos), paper (fastai's ULMFiT recipe), or a YAML file."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: --set clas_bs=32 (repeatable)."),
@@ -327,9 +330,12 @@ def finetune(
             _fail("give the texts' language with --lang (there is no --lm to take it from).")
         lm = run(open_lm, lm)
         lang = lm.lang
-    cfg = run(load_finetune_config, config, list(set_ or []))
+    overrides = list(set_ or [])
+    if max_tokens_per_text is not None:
+        overrides.append(f"max_tokens_per_text={max_tokens_per_text}")
+    cfg = run(load_finetune_config, config, overrides)
     task = run(task_from_csv, train, test=test, valid=valid, lang=lang, text_col=text_col, label_col=label_col,
-               multi_label=multi_label, label_sep=label_sep)
+               multi_label=multi_label, label_sep=label_sep, encoding=encoding)
     data = run(task.load)
     path = run(train_classifier, lm, data, out, cfg, directions=direction, pretrained=not no_pretrain, device=device)
     clf = run(Classifier.from_pretrained, path)
@@ -350,6 +356,9 @@ def predict(
     out: Optional[Path] = typer.Option(None, help="With --file: the CSV to write: the input's columns, "
                                        "prob_LABEL per class, prediction."),
     text_col: str = typer.Option("text", help="With --file: the text column."),
+    encoding: str = typer.Option("utf-8", help="With --file: its text encoding, e.g. latin-1 or cp1252."),
+    max_tokens_per_text: Optional[int] = typer.Option(None, help="Read the first N tokens of a longer text "
+                                                      "[default: what the classifier was trained with, or 5000]."),
     direction: str = typer.Option("ensemble", help="ensemble (the mean of both directions), fwd or bwd."),
     threshold: float = typer.Option(0.5, help="Multi-label: the probability from which a label is predicted."),
     bs: int = typer.Option(64, help="Texts per batch."),
@@ -361,9 +370,10 @@ def predict(
         _fail("give texts to classify, or --file FILE.csv --out OUT.csv (one of them).")
     if file is not None and out is None:
         _fail("--file needs --out, the CSV to write the predictions to.")
-    clf = run(Classifier.from_pretrained, classifier)
+    clf = run(Classifier.from_pretrained, classifier, max_tokens=max_tokens_per_text)
     if file is not None:
-        counts = run(predict_csv, clf, file, out, text_col=text_col, direction=direction, threshold=threshold, bs=bs)
+        counts = run(predict_csv, clf, file, out, text_col=text_col, direction=direction, threshold=threshold, bs=bs,
+                     encoding=encoding)
         skipped = f", {counts['empty']:,} empty rows skipped" if counts["empty"] else ""
         typer.echo(f"{out}: {counts['predicted']:,} rows classified{skipped}")
         return
@@ -398,6 +408,7 @@ def bench(
     text_col: str = typer.Option("text", help="With --train: the text column."),
     label_col: str = typer.Option("label", help="With --train: the label column."),
     lang: Optional[str] = typer.Option(None, help="With --train: the language code of the texts."),
+    encoding: str = typer.Option("utf-8", help="With --train: the text encoding of the files, e.g. latin-1."),
     lm: Optional[list[str]] = typer.Option(None, "--lm", help=MODEL_HELP + " One for every task, or LANG=MODEL "
                                            "per language (repeatable). Leave out only with --no-pretrain."),
     config: str = typer.Option("paper", help="Fine-tuning config: tiny, paper, or a YAML file."),
@@ -424,7 +435,7 @@ def bench(
         if lang is None:
             _fail("a task from --train needs the texts' language: add --lang CODE.")
         chosen.append(run(task_from_csv, train, test=test, valid=valid, lang=lang, text_col=text_col,
-                          label_col=label_col))
+                          label_col=label_col, encoding=encoding))
     if not chosen:
         _fail("name the tasks: --tasks en/trec6,th/wisesight (see `ulmfit tasks`), --task-file, or --train.")
     overrides = list(set_ or [])

@@ -115,12 +115,10 @@ def download_model(repo_id: str, revision: str | None = None, cache_dir: Path | 
                                       library_name="ulmfit", library_version=__version__))
     except DOWNLOAD_ERRORS as e:
         raise download_error(e, repo_id, revision, cache_dir, offline) from e
-    try:
-        ModelDir.open(path)
-    except UlmfitError:
-        what = "has no config.json" if not (path / CONFIG).is_file() else "has a config.json of another format"
-        raise UlmfitError(f"{repo_id} is not a ulmfit model: the repository {what}; give a repository that "
-                          "`ulmfit push` published.") from None
+    if not (path / CONFIG).is_file():
+        raise UlmfitError(f"{repo_id} is not a ulmfit model: the repository has no config.json; give a repository "
+                          "that `ulmfit push` published.")
+    ModelDir.open(path, spec=f"hf-hub:{repo_id}")  # its errors name the repository and the field
     for name, digest in _mismatches(path, sha256 or {}):
         _download_again(path, name, digest, repo_id, cache_dir, offline)
     return path

@@ -53,13 +53,9 @@ def open_model(spec: str | Path | ModelSpec, revision: str | None = None, cache_
     """The model directory a spec names (downloaded where needed), its config read and checked, knowing the spec
     and the Hub repository it came from."""
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec, revision)
-    model = ModelDir.open(resolve_model(spec, cache_dir=cache_dir, local_files_only=local_files_only), kind)
-    model.spec = str(spec)
-    if spec.kind == HUB:
-        model.repo_id = spec.name
-    elif spec.kind == CATALOGUE:
-        model.repo_id = get_entry(spec.name).repo_id
-    return model
+    repo_id = spec.name if spec.kind == HUB else get_entry(spec.name).repo_id if spec.kind == CATALOGUE else None
+    return ModelDir.open(resolve_model(spec, cache_dir=cache_dir, local_files_only=local_files_only), kind,
+                         spec=str(spec), repo_id=repo_id)
 
 
 def describe_model(spec: str | Path, revision: str | None = None, cache_dir: str | Path | None = None,

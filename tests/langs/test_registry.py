@@ -107,3 +107,25 @@ def test_code_pattern():
     assert [code for code in WIKIPEDIAS if not langs._CODE.match(code)] == []
     for garbage in ("e n", "english!", "x", "123", "", "en-", "-en", "en--us"):
         assert not langs._CODE.match(garbage), garbage
+
+
+@pytest.mark.parametrize("typed, suggested", [
+    ("thai", "th (Thai)"),
+    ("Vietnamese", "vi (Vietnamese)"),
+    ("english!", "en (English)"),
+    ("deu", "de (German)"),
+    ("zho", "zh (Chinese)"),
+])
+def test_names_and_three_letter_codes_get_real_codes(typed, suggested):
+    with pytest.raises(UlmfitError, match=r"did you mean ") as err:
+        get_lang(typed)
+    assert str(err.value).split("did you mean ")[1].startswith(suggested)
+    assert is_one_sentence(str(err.value))
+
+
+@pytest.mark.parametrize("code", ["qqq", "xx!", ""])
+def test_nothing_close_still_names_real_codes(code):
+    with pytest.raises(UlmfitError) as err:
+        get_lang(code)
+    assert "the languages with an adapter of their own are ar, bg, bn, de, en" in str(err.value)
+    assert f"lists all {len(WIKIPEDIAS)}" in str(err.value)

@@ -326,6 +326,8 @@ def test_classifier_directory_is_published_with_its_eval_results(hub, sp_model_d
     shutil.copytree(sp_model_dir, clf)
     config = json.loads((clf / "config.json").read_text())
     config |= {"format": "ulmfit-classifier", "format_version": 1, "labels": ["neg", "pos"], "multi_label": False,
+               "head": {"seq_len": 72, "max_len": 1440, "drop_mult": 0.5},
+               "arch": {k: config["arch"][k] for k in ("emb_sz", "n_hid", "n_layers", "pad_token", "bidir")},
                "lm": {"spec": "hf-hub:tester/en-tiny", "pretrained": True},
                "metrics": {"fwd": {"accuracy": 0.7}, "bwd": {"accuracy": 0.72}, "ensemble": {"accuracy": 0.75}},
                "eval_results": [{"task_id": "text-classification", "task_name": "Sentiment", "dataset_name": "IMDb",
