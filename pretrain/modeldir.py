@@ -18,8 +18,7 @@ from __future__ import annotations
 import shutil
 from functools import cached_property
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ulmfit import __version__
 from ulmfit.config import PretrainConfig
@@ -27,6 +26,9 @@ from ulmfit.errors import UlmfitError
 from ulmfit.files import atomic_write_text, file_digest, read_json, write_json
 from ulmfit.langs import get_lang
 from ulmfit.pretrain.tokenizer import SP_MODEL, SPECIAL_TOKENS, WORD_VOCAB, TextTokenizer, write_word_vocab
+
+if TYPE_CHECKING:  # torch is imported by what builds or loads a model, not by reading a config
+    import torch
 
 FORMAT = "ulmfit-model"
 CLASSIFIER_FORMAT = "ulmfit-classifier"

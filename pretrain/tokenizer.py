@@ -18,7 +18,6 @@ import sentencepiece as spm
 from ulmfit.errors import UlmfitError
 from ulmfit.files import atomic_write_text
 from ulmfit.langs import Language
-from ulmfit.langs.rules import make_preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +25,14 @@ SPECIAL_TOKENS = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep"
 UNK, PAD, BOS, EOS = 0, 1, 2, 3
 SP_MODEL = "spm.model"
 WORD_VOCAB = "vocab.json"
+
+
+def _preprocessor(lang: Language, rules: list[str]):
+    """The language's normalisation and text rules as one function (the rules import fastai: loaded on first use,
+    so that reading a model's config or vocabulary stays light)."""
+    from ulmfit.langs.rules import make_preprocessor
+
+    return make_preprocessor(lang, rules)
 
 
 def train_sentencepiece(lines: Iterable[str], model_dir: Path, vocab_size: int, coverage: float,
@@ -75,7 +82,7 @@ class SentencePieceEncoder:
 
     def __init__(self, model_path: Path, lang: Language, rules: list[str]):
         self.sp = spm.SentencePieceProcessor(model_file=str(model_path))
-        self.preprocess = make_preprocessor(lang, rules)
+        self.preprocess = _preprocessor(lang, rules)
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
         return self.sp.encode([self.preprocess(t) for t in texts])
@@ -91,7 +98,7 @@ class WordTokenizer:
         from ulmfit.langs.tokenizers import make_word_tokenizer
 
         self.tok = make_word_tokenizer(lang)
-        self.preprocess = make_preprocessor(lang, rules)
+        self.preprocess = _preprocessor(lang, rules)
 
     def __call__(self, texts: list[str]) -> list[list[str]]:
         return [list(toks) for toks in self.tok(self.preprocess(t) for t in texts)]
@@ -141,7 +148,7 @@ class TextTokenizer:
 
     def __init__(self, kind: str, lang: Language, rules: list[str], path: Path):
         self.kind, self.lang, self.rules = kind, lang, rules
-        self.preprocess = make_preprocessor(lang, rules)
+        self.preprocess = _preprocessor(lang, rules)
         if kind == "sentencepiece":
             self.sp = spm.SentencePieceProcessor(model_file=str(path))
             self.itos = [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())]

@@ -3,6 +3,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import warnings
+
+# fastai decorates a few functions with `torch.jit.script`, which torch deprecates; the warning speaks to fastai's
+# authors, not to users, so it is hidden (this message from torch's jit module only).
+for _category in (DeprecationWarning, FutureWarning):
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is (deprecated|not supported)", category=_category,
+                            module=r"torch\.jit\._script")
+del _category
+# fastai.text imports fastai.tabular, which sets a pandas option that pandas 3 deprecates.
+warnings.filterwarnings("ignore", message=r"The 'mode\.chained_assignment' option is deprecated",
+                        module=r"fastai\.tabular\.core")
+
 from ulmfit.errors import UlmfitError
 from ulmfit.langs import Language, get_lang, list_langs
 
