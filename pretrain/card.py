@@ -62,16 +62,22 @@ def _corpus_dataset(corpus: dict) -> tuple[str | None, str, str | None]:
     return None, "text corpus", None
 
 
-def read_bench_results(path: Path | str) -> list[dict]:
-    """The usable rows of a benchmark results file (format in the module docstring)."""
+def read_bench_results(source: Path | str | list[dict]) -> list[dict]:
+    """The usable rows of a benchmark results file, or of a list of rows (format in the module docstring)."""
+    if isinstance(source, list):
+        return _usable_rows(source, "the benchmark rows")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(source).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise UlmfitError(f"cannot read the benchmark results {path} ({e}); give the results.json of `ulmfit bench`.")
+        raise UlmfitError(f"cannot read the benchmark results {source} ({e}); give the results.json of `ulmfit bench`.")
     rows = data.get("rows") if isinstance(data, dict) else data
     if not isinstance(rows, list):
-        raise UlmfitError(f"{path} holds no list of results; give a JSON list of rows such as "
+        raise UlmfitError(f"{source} holds no list of results; give a JSON list of rows such as "
                           '{"task": ..., "metric": ..., "fwd": ..., "bwd": ..., "ensemble": ...}.')
+    return _usable_rows(rows, str(source))
+
+
+def _usable_rows(rows: list, where: str) -> list[dict]:
     usable = []
     for row in rows:
         if not isinstance(row, dict) or not (row.get("task") or row.get("task_id")) or not row.get("metric"):
@@ -81,8 +87,26 @@ def read_bench_results(path: Path | str) -> list[dict]:
             usable.append(row | {"task": row.get("task") or row["task_id"], "values": values})
     if len(usable) < len(rows):
         log.warning("%d of %d rows in %s lack a task, a metric or a number and are left out of the card",
-                    len(rows) - len(usable), len(rows), path)
+                    len(rows) - len(usable), len(rows), where)
     return usable
+
+
+def merge_bench_results(card_text: str, rows: list[dict], name: str) -> str:
+    """An existing model card (its text as on the Hub) with the benchmark rows added to its metadata's
+    model-index: results of the same dataset, split and metric replace the old ones; its prose is kept."""
+    card = ModelCard(card_text)
+    new = _bench_eval_results(rows)
+
+    def key(r: EvalResult) -> tuple:
+        return r.task_type, r.dataset_type, r.dataset_split, r.metric_type, r.metric_name
+
+    keys = {key(r) for r in new}
+    card.data.eval_results = [r for r in card.data.eval_results or [] if key(r) not in keys] + new
+    card.data.model_name = card.data.model_name or name
+    datasets = list(card.data.datasets or []) + [r.dataset_type for r in new if "/" in r.dataset_type]
+    card.data.datasets = list(dict.fromkeys(datasets)) or None
+    card.data.metrics = sorted(set(card.data.metrics or []) | {r.metric_type for r in new}) or None
+    return str(card)
 
 
 def _bench_eval_results(rows: list[dict]) -> list[EvalResult]:
@@ -234,7 +258,7 @@ def render_card(config: dict, name: str, repo_id: str | None = None, bench: list
     data = ModelCardData(
         language=[lang.code], license=license_of(config), library_name="ulmfit", tags=tags,
         datasets=list(dict.fromkeys(datasets)) or None, metrics=sorted({r.metric_type for r in eval_results}) or None,
-        pipeline_tag="text-classification" if classifier else None,
+        pipeline_tag="text-classification" if classifier else "text-generation",
         base_model=_base_model(config) if classifier else None,
         model_name=name, eval_results=eval_results or None)
     common = {"lang_name": lang.name, "lang_code": lang.code, "version": config.get("ulmfit_version", __version__),

@@ -239,16 +239,22 @@ def push(
     revision: Optional[str] = typer.Option(None, help="The branch to push to, created from main when new [default: main]."),
     create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request against main instead of committing."),
     bench_results: Optional[Path] = typer.Option(None, "--bench-results",
-                                                 help="A benchmark results.json whose scores go into the model card."),
+                                                 help="A benchmark results.json whose scores go into the model card "
+                                                      "(into its metadata only, when the Hub's card is kept)."),
+    replace_card: bool = typer.Option(False, "--replace-card", help="Rewrite the model card even if the repository "
+                                      "has one [default: keep a card that is already there]."),
     message: Optional[str] = typer.Option(None, "--message", "-m", help="The commit message."),
 ) -> None:
     """Publish a model directory to the Hugging Face Hub: model card, config, tokenizer, weights (HF_TOKEN)."""
     from ulmfit.zoo.hub import push_model
 
     result = run(push_model, run_dir, repo_id, private=private, revision=revision, create_pr=create_pr,
-                 commit_message=message, bench_results=bench_results)
+                 commit_message=message, bench_results=bench_results, replace_card=replace_card)
     typer.echo(f"pushed {len(result['files'])} files to {result['repo_url']} ({result['revision']}), "
                f"commit {result['commit']}")
+    if result["card"] != "written":
+        added = ", with the benchmark results added to its metadata" if result["card"] == "merged" else ""
+        typer.echo(f"kept the model card already in {repo_id}{added}; pass --replace-card to rewrite it")
     if result["pr_url"]:
         typer.echo(f"pull request: {result['pr_url']}")
     typer.echo(f"pin it by name: ulmfit catalogue add {run_dir} --repo-id {repo_id} --revision {result['commit']}")

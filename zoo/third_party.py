@@ -29,9 +29,7 @@ def fetch_third_party(entry: ModelEntry, cache_dir: Path | str | None = None, lo
                           f"and convert it from {', '.join(urls.values())}.")
     downloads = root / ".downloads" / entry.name
     hint = "check the connection, or download the files yourself and run `ulmfit convert PATH --to DIR`"
-    for file, url in urls.items():
-        if Path(file).name != file or file in (".", ".."):
-            raise UlmfitError(f"catalogue entry {entry.name!r}: third_party.urls key {file!r} must be a file name.")
+    for file, url in urls.items():  # `validate_entry` checked that each file is a plain name
         download(url, downloads / file, sha256=entry.sha256.get(file), hint=hint)
     try:
         convert_checkpoint(downloads, target, entry.third_party["format"], entry.lang, allow_pickle=False,
