@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -131,17 +132,22 @@ def _bench_table(rows: list[dict]) -> str:
 def _lm_eval_results(config: dict) -> list[EvalResult]:
     corpus = config.get("corpus") or {}
     dataset, dataset_name, dataset_config = _corpus_dataset(corpus)
+    # A converted model's figures are its publisher's (the converter measures none): the results say so.
+    origin = config.get("converted_from") or {}
+    source = {"source_name": f"published with {origin.get('title') or origin.get('format')}",
+              "source_url": origin.get("homepage")} if origin else {}
     results = []
     for direction, m in (config.get("metrics") or {}).items():
         if direction not in ("fwd", "bwd"):
             continue
-        for metric, key, digits in (("perplexity", "valid_ppl", 2), ("accuracy", "accuracy", 4)):
-            if m.get(key) is not None:
+        for metric, keys, digits in (("perplexity", ("valid_ppl", "perplexity"), 2), ("accuracy", ("accuracy",), 4)):
+            value = next((m[k] for k in keys if m.get(k) is not None), None)
+            if value is not None:
                 results.append(EvalResult(
                     task_type="text-generation", task_name="Language modelling", dataset_type=dataset or "text",
                     dataset_name=dataset_name, dataset_config=dataset_config, dataset_split="validation",
                     metric_type=metric, metric_name=f"{metric.capitalize()} ({VARIANTS[direction]})",
-                    metric_value=round(float(m[key]), digits)))
+                    metric_value=round(float(value), digits), **source))
     return results
 
 
@@ -262,21 +268,86 @@ def render_card(config: dict, name: str, repo_id: str | None = None, bench: list
         base_model=_base_model(config) if classifier else None,
         model_name=name, eval_results=eval_results or None)
     common = {"lang_name": lang.name, "lang_code": lang.code, "version": config.get("ulmfit_version", __version__),
-              "spec": f"hf-hub:{repo_id}" if repo_id else "PATH_TO_MODEL_DIR",
+              "spec": repo_id or "PATH_TO_MODEL_DIR",
               "tokenizer_lines": _tokenizer_lines(config, lang), "citation": _template_text("citation.md")}
     if classifier:
         fields, template = _classifier_fields(config, bench), "classifier.md"
     else:
-        fields, template = _lm_fields(config, bench), "language_model.md"
+        fields, template = _lm_fields(config, bench, name), "language_model.md"
     return ModelCard.from_template(data, template_path=str(TEMPLATES / template), **common, **fields)
+
+
+# --- plain fastai --------------------------------------------------------------------------------------------------
+
+# This package's rule names whose fastai.text.core function has another name (or is fastai's ASCII version).
+FASTAI_RULE_NAMES = {"fastai_replace_all_caps": "replace_all_caps", "fastai_replace_maj": "replace_maj"}
+_FASTAI_LM_DROPOUTS = {"output_p": 0.1, "hidden_p": 0.15, "input_p": 0.25, "embed_p": 0.02, "weight_p": 0.2}
+_SEGMENTERS = {  # the word segmenters `ulmfit.langs.tokenizers` uses, as plain code
+    "pythainlp": ("from pythainlp.tokenize import word_tokenize", 'word_tokenize(t, engine="newmm", '
+                                                                  "keep_whitespace=True)"),
+    "jieba": ("import jieba", "jieba.lcut(t)"),
+}
+
+
+def fastai_usage(config: dict, name: str, folder: str = "fastai-lm") -> dict[str, Any]:
+    """What the plain-fastai code of a language model needs (`ulmfit export-fastai` wrote `folder`, with
+    `models/NAME.pth` and `NAME.pkl`): the tokenizer code, the rules as fastai.text.core names, the AWD_LSTM
+    configs."""
+    tok = config.get("tokenizer") or {}
+    lang = get_lang(config["lang"])
+    ours = list(tok.get("rules") or [])
+    rules = [FASTAI_RULE_NAMES.get(r, r) for r in ours]
+    if tok.get("type") == "sentencepiece":
+        segmenter = "sentencepiece"
+        code = f'tok = SentencePieceTokenizer(lang="{lang.code}", sp_model="{folder}/spm.model")'
+    elif lang.word_tokenizer == "spacy" and not lang.spacy_config:
+        segmenter, code = "spacy", f'tok = SpacyTokenizer(lang="{lang.code}")'
+    elif lang.word_tokenizer == "spacy":
+        segmenter = "spacy"
+        code = (f"import spacy\n\n\nclass WordTokenizer:  # spaCy's {lang.name} rules, as the model was trained\n"
+                f"    def __init__(self):\n"
+                f"        self.nlp = spacy.blank({lang.code!r}, config={lang.spacy_config!r})\n"
+                f"        for t in defaults.text_spec_tok:\n"
+                f"            self.nlp.tokenizer.add_special_case(t, [{{\"ORTH\": t}}])\n\n"
+                f"    def __call__(self, items):\n"
+                f"        return ([w.text for w in doc] for doc in self.nlp.pipe(map(str, items)))\n\n\n"
+                f"tok = WordTokenizer()")
+    else:
+        segmenter = lang.word_tokenizer
+        imports, call = _SEGMENTERS[segmenter]
+        code = (f"{imports}\n\n\nclass WordTokenizer:  # {segmenter}, as the model was trained\n"
+                f"    def __call__(self, items):\n        return ({call} for t in items)\n\n\ntok = WordTokenizer()")
+    arch = config["arch"]
+    sizes = ", ".join(f"{k}={arch[k]!r}" for k in ("emb_sz", "n_hid", "n_layers"))
+    dropouts = "".join(f", {k}={arch[k]!r}" for k, v in _FASTAI_LM_DROPOUTS.items() if arch.get(k, v) != v)
+    notes = []
+    if {"replace_maj", "replace_all_caps"} & set(ours):
+        notes.append("fastai's `replace_maj` and `replace_all_caps` mark capitals A-Z only, the model's (ulmfit's) "
+                     "those of every script: text outside ASCII loses its case markers in fastai.")
+    if lang.normalize is not None:
+        notes.append(f"The model's text was normalised first ({lang.name}: `ulmfit.get_lang('{lang.code}')."
+                     "normalize`); do the same to your texts for the closest match.")
+    return {"name": name, "bwd_name": f"{name}_bwd", "folder": folder, "lang": lang.code, "segmenter": segmenter,
+            "tokenizer_code": code, "rules": rules, "rules_code": "[" + ", ".join(rules) + "]",
+            "lm_config": f"dict(awd_lstm_lm_config, {sizes}{dropouts})",
+            "clas_config": f"dict(awd_lstm_clas_config, {sizes})", "drop_mult": config.get("drop_mult", 1.0),
+            "bwd": "bwd" in (config.get("directions") or []), "rules_note": " ".join(notes)}
+
+
+def fastai_snippet(usage: dict[str, Any]) -> str:
+    """The plain-fastai code for an exported language model (`fastai_usage`), as Markdown."""
+    import jinja2
+
+    return jinja2.Template(_template_text("fastai.md")).render(**usage).strip()
 
 
 def _template_text(name: str) -> str:
     return (TEMPLATES / name).read_text(encoding="utf-8").strip()
 
 
-def _lm_fields(config: dict, bench: list[dict]) -> dict[str, Any]:
+def _lm_fields(config: dict, bench: list[dict], name: str) -> dict[str, Any]:
     directions = config.get("directions") or []
+    fastai_name = re.sub(r"[^A-Za-z0-9._-]", "-", name)
     licence = license_of(config)
     return {
         "which": " and ".join(VARIANTS[d] for d in directions) or "no",
@@ -291,6 +362,8 @@ def _lm_fields(config: dict, bench: list[dict]) -> dict[str, Any]:
         "bench_table": _bench_table(bench),
         "sentencepiece": (config.get("tokenizer") or {}).get("type") == "sentencepiece",
         "multifit_citation": _template_text("multifit_citation.md"),
+        "has_fwd": "fwd" in directions, "has_bwd": "bwd" in directions, "fastai_name": fastai_name,
+        "fastai_section": fastai_snippet(fastai_usage(config, fastai_name)),
     }
 
 

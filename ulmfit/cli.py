@@ -145,7 +145,7 @@ def generate(
     """Continue a text with the forward language model."""
     from ulmfit.zoo.pretrained import from_pretrained
 
-    lm = run(from_pretrained, model, "fwd")
+    lm = run(from_pretrained, model, direction="fwd")
     typer.echo(run(lm.generate, prompt, words=words, temperature=temperature, top_k=top_k, seed=seed))
 
 
@@ -190,11 +190,32 @@ def download(
     model: str = typer.Argument(..., help=MODEL_HELP),
     revision: Optional[str] = typer.Option(None, help="A branch, tag or commit [default: the catalogue's pin]."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder [default: the Hugging Face cache, HF_HOME]."),
+    force_download: bool = typer.Option(False, "--force-download", help="Download every file again."),
 ) -> None:
     """Download a model (and check it) into the cache; print where it is."""
     from ulmfit.zoo.pretrained import resolve_model
 
-    typer.echo(run(resolve_model, model, revision=revision, cache_dir=cache_dir))
+    typer.echo(run(resolve_model, model, revision=revision, cache_dir=cache_dir, force_download=force_download))
+
+
+@app.command("export-fastai")
+def export_fastai(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    out: Path = typer.Argument(..., help="The folder to write (new, or an earlier export): models/NAME.pth and "
+                                         "NAME.pkl, the tokenizer, fastai.json, README.md."),
+    name: Optional[str] = typer.Option(None, help="The file stem fastai's pretrained_fnames names [default: the "
+                                                  "model's name]."),
+    revision: Optional[str] = typer.Option(None, help="A branch, tag or commit of a Hub repository."),
+) -> None:
+    """Export a language model for plain fastai: language_model_learner(..., pretrained_fnames=[NAME, NAME])."""
+    from ulmfit.zoo.fastai_bridge import export_fastai as export, read_manifest
+
+    path = run(export, model, out, name=name, revision=revision)
+    manifest = read_manifest(path)
+    for direction, fnames in manifest["pretrained_fnames"].items():
+        typer.echo(f"{direction}: language_model_learner(dls, AWD_LSTM, path={str(path)!r}, "
+                   f"pretrained_fnames={fnames!r}{', backwards=True' if direction == 'bwd' else ''}, config=...)")
+    typer.echo(f"the fastai code for this model: {path / 'README.md'}")
 
 
 @app.command()

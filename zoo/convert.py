@@ -94,8 +94,11 @@ def _write_model_dir(ckpt: Checkpoint, out: Path, allow_pickle: bool, origin: di
 
 
 def _config(ckpt: Checkpoint, arch: dict, vocab_size: int, tokenizer: dict, origin: dict) -> dict:
-    """config.json, assembled as `ulmfit pretrain` assembles it, plus the record of where the weights came from."""
+    """config.json, assembled as `ulmfit pretrain` assembles it, plus the record of where the weights came from
+    (`origin`; its `metrics`, the figures the publisher gives, become the config's metrics)."""
     fmt = ckpt.format
+    origin = dict(origin)
+    metrics = origin.pop("metrics", None)
     spec = {"type": fmt.tokenizer, "rules": fmt.text_rules(ckpt.lang)} | tokenizer
     return language_model_config(PretrainConfig(**arch, drop_mult=fmt.drop_mult), vocab_size, ckpt.lang, spec) | {
         "directions": sorted(ckpt.weights),
@@ -103,7 +106,7 @@ def _config(ckpt: Checkpoint, arch: dict, vocab_size: int, tokenizer: dict, orig
         "license": fmt.license,
         "converted_from": {"format": fmt.name, "title": fmt.title, **origin, "homepage": fmt.homepage,
                            "files": {name: file_digest(p) for name, p in sorted(ckpt.inputs.items())}},
-    }
+    } | ({"metrics": metrics} if metrics else {})
 
 
 def _converted_model(weights: Path, old_itos: list[str], source_tokens: list[str], fmt: LegacyFormat,

@@ -1,11 +1,11 @@
 """Reading the files of older checkpoints without running code they might carry.
 
 Pickles: weights go through `torch.load(weights_only=True)`. What `learn.save()` of fastai v1 and v2 wrote beside
-the weights, the optimizer state, also holds numpy scalars, dtypes and arrays, and names the optimizer's class
-(`functools.partial(torch.optim.Adam, ...)`). Numpy's types are added to torch's allow-list
-(`torch.serialization.safe_globals`) as torch's documentation suggests; an optimizer class or `functools.partial`
-is replaced by an inert stand-in that is built from the pickle's arguments without calling anything, and the
-optimizer state is then dropped. Any other global is refused unless `allow_pickle=True`, which warns and then loads
+the weights, the optimizer state, also holds numpy scalars, dtypes and arrays, names the optimizer's class
+(`functools.partial(torch.optim.Adam, ...)`, fastai v1) or keeps its hyper-parameters in fastcore's `L` (v2).
+Numpy's types are added to torch's allow-list (`torch.serialization.safe_globals`) as torch's documentation
+suggests; an optimizer class, `functools.partial` or `L` is replaced by an inert stand-in that is built from the
+pickle's arguments without calling anything, and the optimizer state is then dropped. Any other global is refused unless `allow_pickle=True`, which warns and then loads
 the file with full pickle. Vocabulary pickles go through an unpickler that loads no classes at all, so a pickle that
 would run code is refused. Downloads are never loaded with `allow_pickle`.
 """
@@ -81,8 +81,9 @@ def _numpy_globals() -> list:
 
 
 def _droppable(name: str) -> bool:
-    """Globals that only an optimizer state names: its class, and the partial that fastai v1 wrapped it in."""
-    return name == "functools.partial" or name.startswith("torch.optim.")
+    """Globals that only an optimizer state names: its class, the partial that fastai v1 wrapped it in, and the
+    list class (fastcore's `L`) that fastai v2 keeps its hyper-parameters in."""
+    return name in ("functools.partial", "fastcore.foundation.L") or name.startswith("torch.optim.")
 
 
 def load_state_dict(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:

@@ -442,6 +442,34 @@ def test_fetch_third_party_downloads_and_converts_once(wt103, server, tmp_path, 
     assert bwd.direction == "bwd" and len(server.requests) == 2  # the second call makes no request
 
 
+def test_third_party_downloads_obey_hf_home_and_hf_hub_offline(wt103, server, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    src, _, _ = wt103
+    server.put("models/wt103-fwd.tgz", (src / "wt103-fwd.tgz").read_bytes())
+    entry = validate_entry(catalogue_entry("en-test-wt103", server.url, {"wt103-fwd.tgz": None}) |
+                           {"directions": ["fwd"], "metrics": {"fwd": {"valid_ppl": 29.5}}})
+    monkeypatch.delenv("ULMFIT_CACHE", raising=False)
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(UlmfitError, match=r"en-test-wt103 is not in the cache \(.*hf-home/ulmfit/third_party/"
+                                          r"en-test-wt103\) and downloads are off \(HF_HUB_OFFLINE=1.*it needs "
+                                          r"wt103-fwd.tgz \(http://127.0.0.1"):
+        fetch_third_party(entry)
+    assert server.requests == []
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    path = fetch_third_party(entry)
+    assert path == tmp_path / "hf-home" / "ulmfit" / "third_party" / "en-test-wt103"
+    config = json.loads((path / "config.json").read_text())
+    assert config["metrics"] == {"fwd": {"valid_ppl": 29.5}}  # the publisher's figures, named as such in the card
+    card = (path / "README.md").read_text()
+    assert "name: published with fastai's WikiText-103" in card and "original release published" in card
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert fetch_third_party(entry) == path  # converted once: offline is fine from now on
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert fetch_third_party(entry, force_download=True) == path and len(server.requests) == 2
+
+
 def test_fetch_third_party_corrupt_downloads(wt103, server, tmp_path):
     src, _, _ = wt103
     base = server.url

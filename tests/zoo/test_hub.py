@@ -100,7 +100,9 @@ def test_model_card_validates_and_holds_the_metadata(sp_model_dir, tmp_path):
                           ("stanfordnlp/imdb", "accuracy (backward)"): 0.8,
                           ("stanfordnlp/imdb", "accuracy (ensemble)"): 0.83, ("en/trec", "accuracy (ensemble)"): 0.9}
     text = parsed.text
-    assert 'ulmfit.from_pretrained("hf-hub:org/en-tiny")' in text and "Howard" in text and "MultiFiT" in text
+    assert 'ulmfit.from_pretrained("org/en-tiny")' in text and "Howard" in text and "MultiFiT" in text
+    assert data.pipeline_tag == "text-generation"
+    assert "ulmfit export-fastai org/en-tiny fastai-lm" in text and 'pretrained_fnames=["en-tiny", "en-tiny"]' in text
     assert f"{config['corpus']['tokens']['train']:,}" in text  # corpus size in the body
 
 
@@ -299,3 +301,49 @@ def test_push_keeps_a_card_edited_on_the_hub_unless_asked_to_replace_it(hub, run
     assert replaced.exit_code == 0, replaced.output
     text = hub.files(REPO)["README.md"].decode()
     assert "Edited by hand." not in text and "| en/trec6 | accuracy |" in text
+
+
+def test_from_pretrained_takes_huggingface_hubs_arguments(hub, run_dir, tmp_path):
+    first = push_model(run_dir, REPO, private=True)
+    dev = push_model(run_dir, REPO, revision="dev")
+    hub.monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(UlmfitError, match="private and no token is set"):
+        from_pretrained(REPO)
+    lm = from_pretrained(REPO, token=TOKEN)  # a bare ORG/NAME, a private repository, an explicit token
+    assert lm.path.name == first["commit"] and lm.direction == "fwd"
+    assert from_pretrained(REPO, token=TOKEN, revision="dev").path.name == dev["commit"]
+    before = hub.gets(FWD)
+    again = from_pretrained(REPO, token=TOKEN, force_download=True)
+    assert again.path == lm.path and hub.gets(FWD) == before + 1
+    elsewhere = from_pretrained(f"hf-hub:{REPO}", token=TOKEN, cache_dir=tmp_path / "my-cache")
+    assert elsewhere.path.is_relative_to(tmp_path / "my-cache")
+    hub.server.stop()
+    assert from_pretrained(REPO, local_files_only=True).path == lm.path
+    fwd, bwd = from_pretrained(REPO, local_files_only=True, direction="both")
+    assert (fwd.direction, bwd.direction) == ("fwd", "bwd")
+
+
+def test_save_pretrained_and_push_to_hub(hub, run_dir, tmp_path):
+    lm = from_pretrained(run_dir)
+    with torch.no_grad():
+        lm.model[1].decoder.bias += 1  # as if fine-tuned
+    saved = lm.save_pretrained(tmp_path / "saved")
+    again, bwd = from_pretrained(saved, direction="both")
+    assert torch.equal(again.model[1].decoder.bias, lm.model[1].decoder.bias)
+    original_bwd = from_pretrained(run_dir, direction="bwd")
+    assert torch.equal(bwd.model[0].encoder.weight, original_bwd.model[0].encoder.weight)
+    assert json.loads((saved / "config.json").read_text())["arch"] == lm.config["arch"]
+    assert (saved / "README.md").is_file() and (saved / "spm.model").read_bytes() == (run_dir / "spm.model").read_bytes()
+    assert not (saved / "checkpoints").exists() and not (saved / "run.json").exists()
+    assert lm.save_pretrained(saved) == saved  # a model directory is replaced
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(UlmfitError, match="holds other files"):
+        lm.save_pretrained(tmp_path / "busy")
+
+    result = lm.push_to_hub("tester/en-tiny-ft", commit_message="fine-tuned")
+    hub.monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "fresh-home" / "hub"))
+    pulled = from_pretrained("tester/en-tiny-ft")
+    assert pulled.path.name == result["commit"] and pulled.path.is_relative_to(tmp_path / "fresh-home")
+    assert torch.equal(pulled.model[1].decoder.bias, lm.model[1].decoder.bias)
+    assert ModelCard(hub.files("tester/en-tiny-ft")["README.md"].decode()).data.model_name == "en-tiny-ft"
