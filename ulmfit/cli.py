@@ -301,6 +301,22 @@ def catalogue_add(
     typer.echo(f"added {entry['name']} (hf-hub:{repo_id} at {entry['revision']}) to {path}")
 
 
+@catalogue_app.command("mirror")
+def catalogue_mirror(
+    name: str = typer.Argument(..., help="A third-party catalogue name, e.g. en-wt103 (`ulmfit list`)."),
+    to: str = typer.Option(..., "--to", help="The Hub user or organisation to publish under: the repository is "
+                                             "TO/NAME."),
+    repo_name: Optional[str] = typer.Option(None, help="The repository's name [default: the catalogue name]."),
+    private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+) -> None:
+    """Mirror a third-party model on the Hub: download, convert (same logits), push with its card, pin it."""
+    from ulmfit.zoo.pin import mirror_entry
+
+    result = run(mirror_entry, name, to, repo_name=repo_name, private=private)
+    typer.echo(f"pushed {name} to {result['repo_url']}, commit {result['commit']}")
+    typer.echo(f"pinned {name} in {result['catalogue']}: `ulmfit download {name}` now fetches the mirror")
+
+
 @app.command()
 def convert(
     path: Path = typer.Argument(..., help="An older checkpoint: its .tgz/.zip archive, its folder, or its .pth file."),

@@ -95,15 +95,16 @@ def _write_model_dir(ckpt: Checkpoint, out: Path, allow_pickle: bool, origin: di
 
 def _config(ckpt: Checkpoint, arch: dict, vocab_size: int, tokenizer: dict, origin: dict) -> dict:
     """config.json, assembled as `ulmfit pretrain` assembles it, plus the record of where the weights came from
-    (`origin`; its `metrics`, the figures the publisher gives, become the config's metrics)."""
+    (`origin`; its `metrics`, the figures the publisher gives, and its `license` become the config's)."""
     fmt = ckpt.format
     origin = dict(origin)
     metrics = origin.pop("metrics", None)
+    licence = origin.pop("license", None) or fmt.license
     spec = {"type": fmt.tokenizer, "rules": fmt.text_rules(ckpt.lang)} | tokenizer
     return language_model_config(PretrainConfig(**arch, drop_mult=fmt.drop_mult), vocab_size, ckpt.lang, spec) | {
         "directions": sorted(ckpt.weights),
         "corpus": fmt.corpus_for(ckpt.lang),
-        "license": fmt.license,
+        "license": licence,
         "converted_from": {"format": fmt.name, "title": fmt.title, **origin, "homepage": fmt.homepage,
                            "files": {name: file_digest(p) for name, p in sorted(ckpt.inputs.items())}},
     } | ({"metrics": metrics} if metrics else {})

@@ -58,7 +58,7 @@ def fetch_third_party(entry: ModelEntry, cache_dir: Path | str | None = None, lo
         download(url, downloads / file, sha256=entry.sha256.get(file), hint=hint)
     staging = root / f".{entry.name}.new"
     shutil.rmtree(staging, ignore_errors=True)
-    origin = {"catalogue_name": entry.name, "urls": dict(urls), "metrics": entry.metrics}
+    origin = {"catalogue_name": entry.name, "urls": dict(urls), "metrics": entry.metrics, "license": entry.license}
     try:
         convert_checkpoint(downloads, staging, entry.third_party["format"], entry.lang, allow_pickle=False,
                            origin=origin)
