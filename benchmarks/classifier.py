@@ -101,6 +101,11 @@ class Classifier:
 
         model_dir = open_model(spec, kind=CLASSIFIER_FORMAT, revision=revision, cache_dir=cache_dir,
                                force_download=force_download, token=token, local_files_only=local_files_only)
+        return cls.from_model_dir(model_dir, device)
+
+    @classmethod
+    def from_model_dir(cls, model_dir: ModelDir, device: str | torch.device = "cpu") -> "Classifier":
+        """The classifier of an opened classifier directory."""
         models = {}
         for d in model_dir.directions:
             if not model_dir.weights(d).is_file():

@@ -111,6 +111,19 @@ def load_finetune_config(name: str | Path = "paper",
     return cfg
 
 
+def config_for_device(name: str | Path | None, device: str | None = None) -> tuple[str, str | None]:
+    """The fine-tuning config to run: `name` when one is asked for; else `paper` (fastai's ULMFiT recipe) on a GPU
+    and `tiny` on a CPU, where the paper's recipe takes an hour or more for a task of a few thousand texts.
+    Returns the config and, when it was chosen here, the reason, for the user to see."""
+    if name is not None:
+        return str(name), None
+    dev = select_device(device)
+    if dev.type == "cuda":
+        return "paper", f"fastai's ULMFiT recipe, on {dev}"
+    return "tiny", ("a few short cycles, as there is no GPU here: the paper's recipe takes an hour or more per task "
+                    "on a CPU; pass --config paper to run it anyway")
+
+
 def finetune(lm: str | Path | ModelDir | None, data: ClassificationData, out: Path | str, config: FinetuneConfig,
              directions: Sequence[str] | str = ("fwd", "bwd"), pretrained: bool = True,
              device: str | None = None) -> Path:

@@ -120,13 +120,25 @@ def _bench_eval_results(rows: list[dict]) -> list[EvalResult]:
 
 
 def _bench_table(rows: list[dict]) -> str:
+    """The rows as a table, with the published figures they are compared with where the rows give them."""
     if not rows:
         return ""
-    lines = ["| task | metric | forward | backward | ensemble |", "|---|---|---|---|---|"]
+    published = [k for k in ("published_ulmfit", "published_best") if any(_number(r.get(k)) for r in rows)]
+    head = ["task", "metric", "forward", "backward", "ensemble"]
+    head += [{"published_ulmfit": "ULMFiT (published)", "published_best": "best published"}[k] for k in published]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [f"{row['values'][v]:.4f}" if v in row["values"] else "-" for v in VARIANTS]
+        for key in published:
+            value = row.get(key)
+            name = row.get("published_best_name") if key == "published_best" else None
+            cells.append(f"{value:.4f}" + (f" ({name})" if name else "") if _number(value) else "-")
         lines.append(f"| {row['task']} | {row['metric']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _lm_eval_results(config: dict) -> list[EvalResult]:
@@ -256,7 +268,11 @@ def render_card(config: dict, name: str, repo_id: str | None = None, bench: list
     lang = get_lang(config["lang"])
     classifier = config.get("format") == CLASSIFIER_FORMAT
     eval_results = (_classifier_eval_results(config) if classifier else _lm_eval_results(config))
-    eval_results += _bench_eval_results(bench)
+    # a classifier's recorded scores already hold its benchmark's ensemble figures: each result once
+    recorded = {(r.dataset_type, r.dataset_split, r.metric_type) for r in eval_results}
+    eval_results += [r for r in _bench_eval_results(bench) if not (
+        r.metric_name.endswith(f"({VARIANTS['ensemble']})") and (r.dataset_type, r.dataset_split, r.metric_type)
+        in recorded)]
     dataset, _, _ = _corpus_dataset(config.get("corpus") or {})
     datasets = [dataset] if dataset else []
     datasets += [r.dataset_type for r in eval_results if "/" in r.dataset_type]

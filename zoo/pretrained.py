@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ulmfit.errors import UlmfitError
-from ulmfit.pretrain.card import render_card
 from ulmfit.pretrain.modeldir import DIRECTIONS, FORMAT, ModelDir
 from ulmfit.spec import CATALOGUE, HUB, ModelSpec
 from ulmfit.zoo.catalogue import get_entry
@@ -97,6 +96,8 @@ def save_model_dir(source: ModelDir, save_directory: str | Path, models: dict[st
     The folder is written under a temporary name and swapped in at the end; it must not exist, be empty, or hold
     a model directory (which is replaced). Saving into `source` itself rewrites only the weights of `models`.
     """
+    from ulmfit.pretrain.card import render_card  # huggingface_hub's ModelCard: only when writing
+
     out = Path(save_directory)
     if out.exists() and out.resolve() == source.path.resolve():
         for direction, model in models.items():
@@ -203,6 +204,14 @@ def from_pretrained(spec: str | Path, *, direction: str = "fwd", revision: str |
         raise UlmfitError(f"direction must be 'fwd', 'bwd' or 'both', not {direction!r}.")
     model = open_model(spec, kind=FORMAT, revision=revision, cache_dir=cache_dir, force_download=force_download,
                        token=token, local_files_only=local_files_only)
+    return load_language_model(model, direction, device)
+
+
+def load_language_model(model: ModelDir, direction: str = "fwd", device: str | torch.device = "cpu"
+                        ) -> PretrainedLM | tuple[PretrainedLM, PretrainedLM]:
+    """`from_pretrained` of an opened model directory."""
+    if direction not in (*DIRECTIONS, "both"):
+        raise UlmfitError(f"direction must be 'fwd', 'bwd' or 'both', not {direction!r}.")
 
     def load(d: str) -> PretrainedLM:
         return PretrainedLM(model.load_language_model(d, device), model.tokenizer, model.config, d, model.path,

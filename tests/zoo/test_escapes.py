@@ -16,7 +16,7 @@ import pytest
 import yaml
 from huggingface_hub import HfApi
 
-from tests.zoo.conftest import FWD, REPO
+from tests.conftest import FWD, REPO
 from ulmfit.errors import UlmfitError
 from ulmfit.zoo.catalogue import add_entry, load_catalogue
 from ulmfit.zoo.hub import download_model, push_model

@@ -6,9 +6,6 @@ import json
 import os
 import pickle
 import re
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +13,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi
 
-from tests.zoo.conftest import REPO
+from tests.conftest import REPO
 from ulmfit.errors import UlmfitError
 from ulmfit.zoo.convert import convert
 from ulmfit.zoo.fastai_bridge import export_fastai, read_manifest
@@ -129,31 +126,15 @@ def test_export_refuses_what_it_cannot_export(sp_model_dir, tmp_path):
     assert export_fastai(sp_model_dir, first) == first  # an earlier export is overwritten
 
 
-def _code_blocks(markdown: str) -> list[tuple[str, str]]:
-    return re.findall(r"```(python|bash)\n(.*?)```", markdown, flags=re.S)
-
-
 @pytest.mark.slow
 def test_every_snippet_of_the_model_card_runs(hub, run_dir, tmp_path):
     """The card of a pushed model, read from the Hub, run block by block in a fresh folder as a user would run it:
-    bash lines through the `ulmfit` command (not `pip install`), Python blocks as scripts."""
+    the ulmfit Python code, the `ulmfit` commands (export-fastai among them), then the plain-fastai code."""
     push_model(run_dir, REPO)
     card = Path(HfApi().hf_hub_download(REPO, "README.md")).read_text()
-    blocks = _code_blocks(card)
-    assert [kind for kind, _ in blocks] == ["python", "bash", "bash", "python"]
+    assert [kind for kind, _ in re.findall(r"```(python|bash)\n", card)] == ["python", "bash", "bash", "python"]
     work = tmp_path / "user"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))} | hub.env
-    for kind, code in blocks:
-        if kind == "python":
-            script = work / "snippet.py"
-            script.write_text(code)
-            commands = [[sys.executable, str(script)]]
-        else:
-            commands = [[sys.executable, "-m", "ulmfit", *shlex.split(line)[1:]] for line in code.splitlines()
-                        if line.startswith("ulmfit ")]
-        for command in commands:
-            done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
-            assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    hub.run_card(card, work)
     assert (work / "fastai-lm" / "models" / "en-tiny.pth").is_file()
     assert (work / "fastai-lm" / "models" / "finetuned.pth").is_file()

@@ -11,7 +11,7 @@ import torch
 from huggingface_hub import HfApi, ModelCard, constants
 from typer.testing import CliRunner
 
-from tests.zoo.conftest import FWD, REPO, TOKEN
+from tests.conftest import FWD, REPO, TOKEN
 from ulmfit.cli import app
 from ulmfit.errors import UlmfitError
 from ulmfit.files import file_digest, write_json
