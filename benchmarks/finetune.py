@@ -140,6 +140,7 @@ def finetune(lm: str | Path | ModelDir | None, data: ClassificationData, out: Pa
         raise UlmfitError(f"{out} already exists; choose a new output directory or remove it.")
     data = _checked(data, config)
     start = _starting_point(lm, data.lang, pretrained, config)
+    directions = _available(directions, start)
     dev = select_device(device)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -260,7 +261,8 @@ def _build(start: _Start, data: ClassificationData, out: ModelDir, name: str, cf
     result = classifier.score_ids(valid_ids, targets["valid"])
     config["metrics"] = {k: {m: round(v, 6) for m, v in result[k].items()} for k in (*directions, clf.ENSEMBLE)}
     for k, m in config["metrics"].items():
-        log.info("valid %s: accuracy %.4f, macro F1 %.4f", k, m["accuracy"], m["macro_f1"])
+        if k != clf.ENSEMBLE or len(directions) > 1:  # one direction's ensemble is that direction
+            log.info("valid %s: accuracy %.4f, macro F1 %.4f", k, m["accuracy"], m["macro_f1"])
     shutil.rmtree(work)
     for d, model in models.items():
         out.save_weights(d, model.cpu())
@@ -469,6 +471,22 @@ def _directions(directions: Sequence[str] | str) -> list[str]:
     if bad or not directions:
         raise UlmfitError(f"direction must be fwd, bwd or both, not {', '.join(bad) or 'nothing'}.")
     return list(dict.fromkeys(directions))
+
+
+def _available(directions: list[str], start: _Start) -> list[str]:
+    """The asked directions the language model has (a model pretrained with `--direction fwd` has no backward
+    one): said before any training, and an error when it has none of them."""
+    if start.lm is None or not start.pretrained:
+        return directions
+    have = [d for d in directions if d in start.lm.directions]
+    if not have:
+        raise UlmfitError(f"the language model {start.lm.spec} has no {' or '.join(directions)} model (it has: "
+                          f"{', '.join(start.lm.directions) or 'none'}); ask for --direction "
+                          f"{start.lm.directions[0] if start.lm.directions else 'fwd'}.")
+    if len(have) < len(directions):
+        log.warning("the language model %s has only %s: training %s only", start.lm.spec, "+".join(have),
+                    "+".join(have))
+    return have
 
 
 def _checked(data: ClassificationData, cfg: FinetuneConfig) -> ClassificationData:

@@ -145,8 +145,9 @@ def pretrain(
     for d in ("fwd", "bwd"):
         if results.get(d):
             last = results[d][-1]
-            typer.echo(f"{d}: epoch {last['epoch'] + 1}, valid perplexity {last['valid_ppl']:.2f}, "
-                       f"accuracy {last['accuracy']:.4f}, {last['tokens_per_s']:,.0f} tokens/s")
+            done = last["epoch"] + 1  # a summary after the epochs' own log lines, which count from 0
+            typer.echo(f"{d} model after {done} epoch{'s' if done > 1 else ''}: valid perplexity "
+                       f"{last['valid_ppl']:.2f}, accuracy {last['accuracy']:.4f}, {last['tokens_per_s']:,.0f} tokens/s")
     if results["stopped"] == "interrupted":
         _fail("interrupted; the checkpoint is saved: run the same command with --resume to continue.", 130)
     if results["stopped"]:
@@ -155,7 +156,7 @@ def pretrain(
     typer.echo(f"model directory: {out}")
 
 
-MODEL_HELP = "A catalogue name (`ulmfit list`), hf-hub:ORG/NAME[@REVISION], or a model directory."
+MODEL_HELP = "A model directory, a catalogue name (`ulmfit list`), hf-hub:ORG/NAME[@REVISION], or ORG/NAME."
 
 
 @app.command()
@@ -445,7 +446,7 @@ def finetune(
 
 @app.command()
 def predict(
-    classifier: str = typer.Argument(..., help="A classifier directory (ulmfit finetune) or hf-hub:ORG/NAME."),
+    classifier: str = typer.Argument(..., help="A classifier directory (ulmfit finetune), or ORG/NAME on the Hub."),
     texts: Optional[list[str]] = typer.Argument(None, help="Texts to classify."),
     file: Optional[Path] = typer.Option(None, "--file", help="A CSV file to classify instead (needs --out)."),
     out: Optional[Path] = typer.Option(None, help="With --file: the CSV to write: the input's columns, "
