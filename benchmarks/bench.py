@@ -72,8 +72,14 @@ def run_bench(tasks: Sequence[Task], settings: BenchSettings, out: Path | str, d
     `PUSH_TO/TASK-ulmfit` (see `hub_name`), with its card: the test scores in its model-index, the language model
     it started from, and the task's row of the table; the row records the repository and commit."""
     out = Path(out)
-    if push_to is not None and (not push_to or "/" in push_to):
-        raise UlmfitError(f"--push-to takes the Hub user or organisation to publish under, not {push_to!r}.")
+    if push_to is not None:  # before any training: a run of hours must not fail at its first push
+        from huggingface_hub import get_token
+
+        if not push_to or "/" in push_to:
+            raise UlmfitError(f"--push-to takes the Hub user or organisation to publish under, not {push_to!r}.")
+        if not (token or get_token()):
+            raise UlmfitError("--push-to needs a Hugging Face token with write access: run `hf auth login` or set "
+                              "HF_TOKEN.")
     if not tasks:
         raise UlmfitError("no tasks to run; name some with --tasks (`ulmfit tasks` lists them) or give --task-file.")
     lms: dict[str, ModelDir] = {}  # each language model opened (downloaded) once for the whole run

@@ -67,3 +67,13 @@ def test_bench_pushes_each_classifier_with_its_card(pushed, hub, tmp_path):
 def test_every_snippet_of_the_classifier_card_runs(pushed, hub, tmp_path):
     runs = hub.run_card(ModelCard.load(REPO).text, tmp_path)
     assert len(runs) == 2 and all("neg" in r.stdout or "pos" in r.stdout for r in runs)
+
+
+def test_push_to_is_checked_before_any_training(hub, en_sp_lm, tmp_path):
+    hub.monkeypatch.delenv("HF_TOKEN")
+    args = ["bench", "--tasks", "en/trec6", "--lm", str(en_sp_lm), "--out", str(tmp_path / "b")]
+    no_token = CliRunner().invoke(app, [*args, "--push-to", "tester"])
+    assert no_token.exit_code == 1 and "--push-to needs a Hugging Face token" in no_token.output
+    bad = CliRunner().invoke(app, [*args, "--push-to", "tester/x"])
+    assert bad.exit_code == 1 and "the Hub user or organisation" in bad.output
+    assert not (tmp_path / "b").exists()
