@@ -71,7 +71,7 @@ def export_fastai(model: ModelDir | str | Path, out: str | Path, name: str | Non
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise UlmfitError(f"{name!r} cannot be a file name of fastai's models folder; use letters, digits, '.', '_' "
                           "and '-'.")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+    if out.exists() and not _reusable(out):
         raise UlmfitError(f"{out} exists and holds other files; export into a new folder (or an earlier export).")
     config = model.config
     if config.get("format") != FORMAT:
@@ -105,6 +105,17 @@ def export_fastai(model: ModelDir | str | Path, out: str | Path, name: str | Non
     log.debug("exported %s for fastai into %s (%s)", model.spec, out, ", ".join(
         f"{d}: pretrained_fnames={[stems[d], name]}" for d in model.directions))
     return out
+
+
+def _reusable(out: Path) -> bool:
+    """Whether `out` may be exported into: a folder that is empty, holds an earlier export (with what fastai saved
+    into it since), or only what an export that stopped part-way writes (`fastai.json` comes last)."""
+    if not out.is_dir():
+        return False
+    if (out / MANIFEST).is_file():
+        return True
+    ours = {"spm.model", "README.md", "README.md.tmp", f"{MANIFEST}.tmp"}
+    return all(f.relative_to(out).parts[0] == "models" or f.name in ours for f in out.rglob("*") if f.is_file())
 
 
 def _readme(usage: dict) -> str:

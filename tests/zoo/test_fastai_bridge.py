@@ -123,7 +123,11 @@ def test_export_refuses_what_it_cannot_export(sp_model_dir, tmp_path):
     with pytest.raises(UlmfitError, match="cannot be a file name"):
         export_fastai(sp_model_dir, tmp_path / "x", name="../x")
     first = export_fastai(sp_model_dir, tmp_path / "again")
-    assert export_fastai(sp_model_dir, first) == first  # an earlier export is overwritten
+    (first / "models" / "finetuned.pth").write_bytes(b"what fastai saved since")
+    assert export_fastai(sp_model_dir, first) == first  # an earlier export is written again
+    assert (first / "models" / "finetuned.pth").read_bytes() == b"what fastai saved since"
+    (first / "fastai.json").unlink()  # as an export that stopped part-way leaves it
+    assert export_fastai(sp_model_dir, first) == first and (first / "fastai.json").is_file()
 
 
 @pytest.mark.slow
