@@ -65,18 +65,29 @@ class BenchSettings:
 
 
 def run_bench(tasks: Sequence[Task], settings: BenchSettings, out: Path | str, data_dir: Path | str | None = None,
-              device: str | None = None) -> list[dict]:
+              device: str | None = None, push_to: str | None = None, token: str | None = None) -> list[dict]:
     """Fine-tune and score every task in turn; returns the result rows (also written under `out`).
 
     `out` is locked while the run lasts. A run that stops, however it stops (kill -9 included), keeps the tasks it
     finished, and the same command goes on from there; a run that fails before it wrote anything leaves no `out`
     it created.
-    """
+
+    `push_to` (a Hub user or organisation) publishes each task's classifier as it is finished, to
+    `PUSH_TO/TASK-ulmfit` (see `hub_name`), with its card: the test scores in its model-index, the language model
+    it started from, and the task's row of the table; the row records the repository and commit."""
     out = Path(out)
+    if push_to is not None:  # before any training: a run of hours must not fail at its first push
+        from huggingface_hub import get_token
+
+        if not push_to or "/" in push_to:
+            raise UlmfitError(f"--push-to takes the Hub user or organisation to publish under, not {push_to!r}.")
+        if not (token or get_token()):
+            raise UlmfitError("--push-to needs a Hugging Face token with write access: run `hf auth login` or set "
+                              "HF_TOKEN.")
     with output_lock(out):
         created = not out.exists()
         try:
-            return _run_tasks(tasks, settings, out, data_dir, device)
+            return _run_tasks(tasks, settings, out, data_dir, device, push_to, token)
         except BaseException:
             if created:
                 _remove_empty_folders(out)
@@ -93,7 +104,7 @@ def _remove_empty_folders(out: Path) -> None:
 
 
 def _run_tasks(tasks: Sequence[Task], settings: BenchSettings, out: Path, data_dir: Path | str | None,
-               device: str | None) -> list[dict]:
+               device: str | None, push_to: str | None, token: str | None) -> list[dict]:
     if not tasks:
         raise UlmfitError("no tasks to run; name some with --tasks (`ulmfit tasks` lists them) or give --task-file.")
     lms: dict[str, ModelDir] = {}  # each language model opened (downloaded) once for the whole run
@@ -118,9 +129,28 @@ def _run_tasks(tasks: Sequence[Task], settings: BenchSettings, out: Path, data_d
         row = done.get(task.id)
         if row is None or not (out / row["classifier"] / CONFIG).is_file():
             row = _run_task(task, settings, lms.get(settings.lm_for(task)), out, data_dir, device)
+        if push_to is not None and not row.get("hub"):
+            row["hub"] = _push(row, f"{push_to}/{hub_name(task, settings)}", out, token)
         rows.append(row)
         write_results(rows, settings, out)
     return rows
+
+
+def hub_name(task: Task, settings: BenchSettings) -> str:
+    """The Hub repository name of a task's classifier: `TASK-ulmfit` (en/trec6 → en-trec6-ulmfit), with
+    `-scratch` without pretraining and `-N-labels` with a labels limit."""
+    name = task.id.replace("/", "-") + "-ulmfit"
+    name += "" if settings.pretrained else "-scratch"
+    return name + (f"-{settings.labels_limit}-labels" if settings.labels_limit else "")
+
+
+def _push(row: dict, repo_id: str, out: Path, token: str | None) -> str:
+    from ulmfit.zoo.hub import push_model
+
+    result = push_model(out / row["classifier"], repo_id, token=token, bench_results=[row], replace_card=True,
+                        commit_message=f"ulmfit bench: {row['task']} ({row['metric']} {row['ensemble']})")
+    log.info("%s: pushed to %s (commit %s)", row["task"], result["repo_url"], result["commit"][:12])
+    return f"{repo_id}@{result['commit']}"
 
 
 def _run_task(task: Task, settings: BenchSettings, lm: ModelDir | None, out: Path, data_dir: Path | str | None,
@@ -139,13 +169,14 @@ def _run_task(task: Task, settings: BenchSettings, lm: ModelDir | None, out: Pat
     finetune(lm, data, clf_dir, settings.config, directions=settings.directions,
              pretrained=settings.pretrained, device=device)
     classifier = Classifier.from_pretrained(clf_dir, device=device or "cpu")
+    dataset = task.hf_dataset or task.id.split("/", 1)[-1]  # a Hub id, else the task's own name
     scores = classifier.evaluate(data.test, task.metric, record=True, dataset={
-        "dataset_name": task.name, "dataset_type": task.hf_dataset or task.id, "dataset_split": "test"})
+        "dataset_name": task.name, "dataset_type": dataset, "dataset_split": "test", "task_name": task.name})
     seconds = round(time.perf_counter() - start, 1)
     row = {
         "task": task.id, "task_name": task.name, "lang": task.lang, "lm": settings.lm_for(task), "pretrained": settings.pretrained,
         "n_train": len(data.train), "n_train_available": n_available, "n_test": len(data.test),
-        "metric": task.metric, "dataset": task.hf_dataset or task.id, "split": "test",
+        "metric": task.metric, "dataset": dataset, "dataset_name": task.name, "split": "test",
         **{d: round(scores[d][task.metric], 4) if d in scores else None for d in ("fwd", "bwd", ENSEMBLE)},
         "published_ulmfit": task.published_ulmfit.value if task.published_ulmfit else None,
         "published_ulmfit_source": task.published_ulmfit.source if task.published_ulmfit else None,

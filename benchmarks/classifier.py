@@ -103,15 +103,22 @@ class Classifier:
         self.max_tokens = max_tokens  # the setter checks it
 
     @classmethod
-    def from_pretrained(cls, spec: str | Path, revision: str | None = None, cache_dir: str | Path | None = None,
-                        local_files_only: bool = False, device: str | torch.device = "cpu",
-                        max_tokens: int | None = None) -> "Classifier":
-        """A classifier directory, or a Hub repository in that format (`hf-hub:ORG/NAME[@REVISION]`).
-
+    def from_pretrained(cls, spec: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None,
+                        force_download: bool = False, token: str | bool | None = None, local_files_only: bool = False,
+                        device: str | torch.device = "cpu", max_tokens: int | None = None) -> "Classifier":
+        """A classifier directory, or a Hub repository in that format (`ORG/NAME` or `hf-hub:ORG/NAME[@REVISION]`);
+        `revision`, `cache_dir`, `force_download`, `token` and `local_files_only` are huggingface_hub's.
         `max_tokens`: how many tokens of each text to read (default: what the classifier was trained with)."""
         from ulmfit.zoo.pretrained import open_model
 
-        model_dir = open_model(spec, revision, cache_dir, local_files_only, kind=CLASSIFIER_FORMAT)
+        model_dir = open_model(spec, kind=CLASSIFIER_FORMAT, revision=revision, cache_dir=cache_dir,
+                               force_download=force_download, token=token, local_files_only=local_files_only)
+        return cls.from_model_dir(model_dir, device, max_tokens)
+
+    @classmethod
+    def from_model_dir(cls, model_dir: ModelDir, device: str | torch.device = "cpu",
+                       max_tokens: int | None = None) -> "Classifier":
+        """The classifier of an opened classifier directory."""
         models = {}
         for d in model_dir.directions:
             if not model_dir.weights(d).is_file():
@@ -130,6 +137,29 @@ class Classifier:
         value = self.config.get("head", {}).get("max_tokens_per_text", MAX_TOKENS_PER_TEXT) if value is None \
             else value
         self._max_tokens = check_max_tokens(value)
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write the classifier directory (the models as they are now); `from_pretrained` loads it again."""
+        from ulmfit.zoo.pretrained import save_model_dir
+
+        return save_model_dir(self._source(), save_directory, self.models)
+
+    def push_to_hub(self, repo_id: str, *, private: bool = False, revision: str | None = None,
+                    create_pr: bool = False, token: str | None = None, commit_message: str | None = None,
+                    bench_results: Path | str | list[dict] | None = None, replace_card: bool = False) -> dict:
+        """Publish the classifier directory `save_pretrained` would write to the Hub repository `repo_id`
+        (created when new): see `ulmfit.zoo.hub.push_model`. Returns the repository URL and the commit."""
+        from ulmfit.zoo.pretrained import push_model_dir
+
+        return push_model_dir(self._source(), self.models, repo_id, private=private, revision=revision,
+                              create_pr=create_pr, token=token, commit_message=commit_message,
+                              bench_results=bench_results, replace_card=replace_card)
+
+    def _source(self) -> ModelDir:
+        if self.model_dir is None:
+            raise UlmfitError("only a classifier loaded with Classifier.from_pretrained can be saved.")
+        self.model_dir.config = self.config
+        return self.model_dir
 
     @property
     def labels(self) -> list[str]:

@@ -116,6 +116,19 @@ def load_finetune_config(name: str | Path = "paper",
     return cfg
 
 
+def config_for_device(name: str | Path | None, device: str | None = None) -> tuple[str, str | None]:
+    """The fine-tuning config to run: `name` when one is asked for; else `paper` (fastai's ULMFiT recipe) on a GPU
+    and `tiny` on a CPU, where the paper's recipe takes an hour or more for a task of a few thousand texts.
+    Returns the config and, when it was chosen here, the reason, for the user to see."""
+    if name is not None:
+        return str(name), None
+    dev = select_device(device)
+    if dev.type == "cuda":
+        return "paper", f"fastai's ULMFiT recipe, on {dev}"
+    return "tiny", ("a few short cycles, as there is no GPU here: the paper's recipe takes an hour or more per task "
+                    "on a CPU; pass --config paper to run it anyway")
+
+
 def finetune(lm: str | Path | ModelDir | None, data: ClassificationData, out: Path | str, config: FinetuneConfig,
              directions: Sequence[str] | str = ("fwd", "bwd"), pretrained: bool = True,
              device: str | None = None) -> Path:
@@ -133,6 +146,7 @@ def finetune(lm: str | Path | ModelDir | None, data: ClassificationData, out: Pa
     with output_lock(out):
         data = _checked(data, config)
         start = _starting_point(lm, data.lang, pretrained, config)
+        directions = _available(directions, start)
         inputs = _inputs_digest(start, data, config, directions)
         finished = read_json(out / CONFIG)
         if isinstance(finished, dict) and finished.get("inputs") == inputs:
@@ -276,7 +290,8 @@ def _build(start: _Start, data: ClassificationData, out: ModelDir, name: str, cf
     result = classifier.score_ids(valid_ids, targets["valid"])
     config["metrics"] = {k: {m: round(v, 6) for m, v in result[k].items()} for k in (*directions, clf.ENSEMBLE)}
     for k, m in config["metrics"].items():
-        log.info("valid %s: accuracy %.4f, macro F1 %.4f", k, m["accuracy"], m["macro_f1"])
+        if k != clf.ENSEMBLE or len(directions) > 1:  # one direction's ensemble is that direction
+            log.info("valid %s: accuracy %.4f, macro F1 %.4f", k, m["accuracy"], m["macro_f1"])
     shutil.rmtree(work)
     for d, model in models.items():
         out.save_weights(d, model.cpu())
@@ -480,6 +495,22 @@ def _directions(directions: Sequence[str] | str) -> list[str]:
     if bad or not directions:
         raise UlmfitError(f"direction must be fwd, bwd or both, not {', '.join(bad) or 'nothing'}.")
     return list(dict.fromkeys(directions))
+
+
+def _available(directions: list[str], start: _Start) -> list[str]:
+    """The asked directions the language model has (a model pretrained with `--direction fwd` has no backward
+    one): said before any training, and an error when it has none of them."""
+    if start.lm is None or not start.pretrained:
+        return directions
+    have = [d for d in directions if d in start.lm.directions]
+    if not have:
+        raise UlmfitError(f"the language model {start.lm.spec} has no {' or '.join(directions)} model (it has: "
+                          f"{', '.join(start.lm.directions) or 'none'}); ask for --direction "
+                          f"{start.lm.directions[0] if start.lm.directions else 'fwd'}.")
+    if len(have) < len(directions):
+        log.warning("the language model %s has only %s: training %s only", start.lm.spec, "+".join(have),
+                    "+".join(have))
+    return have
 
 
 def _checked(data: ClassificationData, cfg: FinetuneConfig) -> ClassificationData:

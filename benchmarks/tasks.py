@@ -16,6 +16,7 @@ import difflib
 import logging
 import os
 import random
+import re
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -78,7 +79,7 @@ class Task:
         paths = [root / f for f in self.files]
         missing = [p for p in paths if not p.is_file()]
         if not missing:
-            log.info("%s: reading %s", self.id, ", ".join(str(p) for p in paths))
+            log.info("%s: reading %s", self.id, ", ".join(str(p) for p in paths) or self.description)
             return check_data(self.loader(paths))
         if self.hf_dataset:
             log.info("%s: %s is not there; loading %s from the Hugging Face Hub", self.id, missing[0],
@@ -113,15 +114,28 @@ def load_from_hub(task: Task) -> ClassificationData:
     def split(ours: str) -> LabelledTexts | None:
         if ours not in task.hf_splits:
             return None
-        part = hub[task.hf_splits[ours]]
-        classes = getattr(part.features[task.label_field], "names", None)
+        part, classes = hf_labelled(hub[task.hf_splits[ours]], task.text_field, task.label_field, task.hf_label_names)
         if classes and not names:
-            names.extend(task.hf_label_names.get(c, c) for c in classes)
-        # a ClassLabel stores indices (-1: no label, as in unlabelled test splits); other columns hold the values
-        raw = [(classes[v] if v >= 0 else None) if classes else str(v) for v in part[task.label_field]]
-        return LabelledTexts(list(part[task.text_field]), [task.hf_label_names.get(v, v) for v in raw])
+            names.extend(classes)
+        return part
 
     return loaders.with_splits(task.lang, names, split("train"), split("test"), SEED, valid=split("valid"))
+
+
+def hf_labelled(part, text_field: str, label_field: str, rename: dict[str, str] | None = None,
+                where: str = "the dataset") -> tuple[LabelledTexts, list[str] | None]:
+    """The texts and string labels of one split of a `datasets` dataset, and its class names when the label column
+    is a ClassLabel (whose -1 means no label: such rows are dropped later, and counted)."""
+    rename = rename or {}
+    missing = [c for c in (text_field, label_field) if c not in part.column_names]
+    if missing:
+        raise UlmfitError(f"{where} has no column {missing[0]!r} (it has: {', '.join(part.column_names)}); name the "
+                          "columns with --text-col and --label-col.")
+    classes = getattr(part.features[label_field], "names", None)
+    raw = [(classes[v] if v is not None and v >= 0 else None) if classes else (None if v is None else str(v))
+           for v in part[label_field]]
+    labels = [rename.get(v, v) if v is not None else None for v in raw]
+    return LabelledTexts(list(part[text_field]), labels), [rename.get(c, c) for c in classes] if classes else None
 
 
 # ---------------------------------------------------------------------------------------------- the registry
@@ -353,11 +367,12 @@ def task_from_csv(train: str | Path, test: str | Path | None = None, valid: str 
         if not p.is_file():
             raise UlmfitError(f"the {role} file {p} does not exist: check the path.")
         loaders.table_format(p)
-    task_id = str(task_id or f"{lang}/{roles['train'].name.split('.')[0]}")
+    name = str(name or default_task_name(roles["train"]))
+    task_id = str(task_id or f"{lang}/{slug(name)}")
     carved = [f"{role} {frac:.0%} of train" for role, frac in (("test", test_frac), ("valid", valid_frac))
               if role not in roles]
     return Task(
-        id=task_id, lang=lang, name=str(name or task_id), metric=metric, multi_label=bool(multi_label),
+        id=task_id, lang=lang, name=name, metric=metric, multi_label=bool(multi_label),
         files=tuple(str(p) for p in roles.values()), text_field=text_col, label_field=label_col,
         loader=partial(_read_user_files, roles=tuple(roles), lang=lang, text_col=text_col, label_col=label_col,
                        encoding=encoding, label_sep=label_sep if multi_label else None, seed=int(seed),
@@ -366,6 +381,148 @@ def task_from_csv(train: str | Path, test: str | Path | None = None, valid: str 
         description=description or f"from {', '.join(f'{r} {p.name}' for r, p in roles.items())}"
                                    + (f"; carved with seed {seed}: {', '.join(carved)}" if carved else ""),
         published_ulmfit=published_ulmfit, published_best=published_best)
+
+
+_SPLIT_WORD = re.compile(r"(^|[-_.])(train|training|trn|data|dataset|all|full)$", re.IGNORECASE)
+
+
+def default_task_name(train: Path) -> str:
+    """A task's name from its training file, without the split: `reviews-train.csv` → reviews; a file named only
+    by its split (`train.csv`, `data.jsonl`) → its folder's name."""
+    stem = _SPLIT_WORD.sub("", train.name.split(".")[0])
+    return stem or train.resolve().parent.name or "task"
+
+
+def slug(name: str) -> str:
+    """A name as a task id part and folder name: lower case, letters, digits, '.', '_' and '-'."""
+    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._") or "task"
+
+
+def task_from_hf(dataset: str, *, lang: str, text_col: str = "text", label_col: str = "label",
+                 train_split: str = "train", test_split: str | None = None, valid_split: str | None = None,
+                 name: str | None = None, task_id: str | None = None, metric: str = "accuracy") -> Task:
+    """A task from a Hugging Face dataset: `NAME[:CONFIG]` on the Hub (read by `datasets.load_dataset`, with its cache,
+    HF_HOME and HF_HUB_OFFLINE), or a local folder that `datasets` wrote (`save_to_disk`) or that holds its data
+    files (parquet, CSV or JSON lines, split by their names).
+
+    `train_split` names the training split; the test and valid splits are `test_split` and `valid_split`, by default
+    `test` and `validation` (or `valid`, `dev`) where the dataset has them, else carved from train with seed 0.
+    Single-label only: a ClassLabel column gives the label names, other columns their values as strings.
+    """
+    from ulmfit.langs import get_lang
+
+    lang = get_lang(lang).code
+    if metric not in METRICS:
+        raise UlmfitError(f"'{metric}' is not a metric this package scores: use one of {', '.join(METRICS)}.")
+    local = Path(dataset).expanduser()
+    if local.exists():
+        hub_id, config, source = None, None, str(local.resolve())
+    else:
+        hub_id, _, config = dataset.partition(":")
+        if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", hub_id):
+            raise UlmfitError(f"{dataset!r} is neither a folder nor a Hub dataset: give NAME, ORG/NAME or "
+                              "ORG/NAME:CONFIG, or the folder of a dataset `datasets` saved.")
+        source = hub_id
+    name = str(name or hub_id or local.name)
+    return Task(
+        id=str(task_id or f"{lang}/{slug(name.split('/')[-1])}"), lang=lang, name=name, metric=metric, files=(),
+        text_field=text_col, label_field=label_col, hf_dataset=hub_id, hf_config=config or None,
+        loader=partial(_read_hf_task, source=source, config=config or None, lang=lang, text_col=text_col,
+                       label_col=label_col, splits=(train_split, test_split, valid_split)),
+        description=f"the Hugging Face dataset {dataset}" + (f" (config {config})" if config else ""))
+
+
+def open_hf_dataset(source: str, config: str | None = None):
+    """A `datasets.DatasetDict` from a Hub dataset id (and config) or a local folder (see `task_from_hf`)."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    path = Path(source)
+    try:
+        if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+            data = load_from_disk(str(path))
+        elif path.is_dir():
+            builder, files = _data_files(path)
+            data = load_dataset(builder, data_files=files)
+        else:
+            data = load_dataset(source, config)
+    except Exception as e:  # offline, unknown dataset or config, unreadable files: all end the same way
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UlmfitError(f"could not load the dataset {source}{f':{config}' if config else ''} ({first}); check its "
+                          "name and config (NAME:CONFIG) and the network (HF_HUB_OFFLINE=1 reads only the cache), "
+                          "or give a folder that `datasets` saved.") from None
+    return data if isinstance(data, DatasetDict) else DatasetDict({"train": data})
+
+
+_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+def _data_files(folder: Path) -> tuple[str, dict[str, list[str]]]:
+    """The `datasets` builder and the files of each split in a folder of data files: a split is named by the
+    file name up to its first '-' or '.' (`train.parquet`, `test-00000-of-00002.parquet`)."""
+    found = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix in _BUILDERS)
+    kinds = {_BUILDERS[f.suffix] for f in found}
+    if len(kinds) != 1:
+        raise UlmfitError(f"{folder} holds {'no' if not kinds else 'mixed'} data files (parquet, CSV or JSON lines); "
+                          "give a folder of one kind, or one that `datasets` saved with save_to_disk.")
+    splits: dict[str, list[str]] = {}
+    for f in found:
+        splits.setdefault(re.split(r"[-.]", f.name, maxsplit=1)[0], []).append(str(f))
+    return kinds.pop(), splits
+
+
+def _read_hf_task(paths: list[Path], *, source: str, config: str | None, lang: str, text_col: str, label_col: str,
+                  splits: tuple[str, str | None, str | None]) -> ClassificationData:
+    data = open_hf_dataset(source, config)
+    have = list(data)
+
+    def pick(asked: str | None, defaults: tuple[str, ...], flag: str) -> str | None:
+        if asked is not None and asked not in have:
+            raise UlmfitError(f"{source} has no split {asked!r} (it has: {', '.join(have)}); name one with {flag}.")
+        return asked or next((d for d in defaults if d in have), None)
+
+    train_split, test_split, valid_split = splits
+    train = pick(train_split, (), "--train-split")
+    test = pick(test_split, ("test",), "--test-split")
+    valid = pick(valid_split, ("validation", "valid", "dev"), "--valid-split")
+    if train in (test, valid):
+        raise UlmfitError(f"the split {train!r} cannot be the training split and a held-out one; name others.")
+    names: list[str] = []
+
+    def part(split: str | None) -> LabelledTexts | None:
+        if split is None:
+            return None
+        texts, classes = hf_labelled(data[split], text_col, label_col, where=f"{source} (split {split})")
+        if classes and not names:
+            names.extend(classes)
+        return texts
+
+    return loaders.with_splits(lang, names, part(train), part(test), SEED, valid=part(valid))
+
+
+def user_task(*, lang: str, train: str | Path | None = None, test: str | Path | None = None,
+              valid: str | Path | None = None, hf_dataset: str | None = None, train_split: str = "train",
+              test_split: str | None = None, valid_split: str | None = None, text_col: str = "text",
+              label_col: str = "label", name: str | None = None, multi_label: bool = False,
+              label_sep: str = "|", encoding: str = "utf-8") -> Task:
+    """A user's task, from files (`task_from_csv`, in `encoding`) or from a Hugging Face dataset (`task_from_hf`):
+    what `ulmfit finetune` and `ulmfit bench` build from `--train ...` or `--hf-dataset ...`."""
+    if (train is None) == (hf_dataset is None):
+        raise UlmfitError("give the task's data as --train FILE (with --test/--valid) or as --hf-dataset NAME "
+                          "(one of them).")
+    if hf_dataset is not None:
+        if test is not None or valid is not None:
+            raise UlmfitError("--test and --valid name files, which go with --train; with --hf-dataset name the "
+                              "dataset's splits with --test-split and --valid-split.")
+        if multi_label:
+            raise UlmfitError("--multi-label reads files; save the dataset as JSON lines with a list of labels per "
+                              "row and give it with --train.")
+        return task_from_hf(hf_dataset, lang=lang, text_col=text_col, label_col=label_col, train_split=train_split,
+                            test_split=test_split, valid_split=valid_split, name=name)
+    if (train_split, test_split, valid_split) != ("train", None, None):
+        raise UlmfitError("--train-split, --test-split and --valid-split name a dataset's splits: they go with "
+                          "--hf-dataset, not --train.")
+    return task_from_csv(train, test=test, valid=valid, lang=lang, text_col=text_col, label_col=label_col,
+                         multi_label=multi_label, label_sep=label_sep, name=name, encoding=encoding)
 
 
 def _read_user_files(paths: list[Path], *, roles: tuple[str, ...], lang: str, text_col: str, label_col: str,

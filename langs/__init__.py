@@ -6,6 +6,7 @@ import difflib
 import importlib
 import importlib.util
 import re
+from pathlib import Path
 
 from ulmfit.errors import UlmfitError
 from ulmfit.langs.base import Language
@@ -64,9 +65,17 @@ def list_langs(include_generic: bool = False) -> list[Language]:
     return langs
 
 
+def _spacy_has_lang(code: str) -> bool:
+    """Whether spaCy ships rules for `code` (a `spacy/lang/CODE` package), found without importing spaCy, which
+    takes seconds (it imports torch through thinc)."""
+    spec = importlib.util.find_spec("spacy")
+    return spec is not None and any((Path(folder) / "lang" / code / "__init__.py").is_file()
+                                    for folder in spec.submodule_search_locations or ())
+
+
 def _generic(code: str) -> Language:
     """SentencePiece works for any script; the word level uses spaCy's rules where spaCy knows the language."""
-    spacy_knows = importlib.util.find_spec(f"spacy.lang.{code.replace('-', '_')}") is not None
+    spacy_knows = _spacy_has_lang(code.replace("-", "_"))
     return Language(
         code=code,
         name=WIKIPEDIAS[code],

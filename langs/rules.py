@@ -13,6 +13,7 @@ script; fastai's ASCII-only versions stay available, under `fastai_` names, to r
 """
 from __future__ import annotations
 
+import functools
 import html
 import re
 import sys
@@ -33,13 +34,18 @@ _RE_WREP = re.compile(r"(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)")
 _RE_SPEC = re.compile(r"([/#\\])")
 _RE_SPACES = re.compile(" {2,}")
 
-_UPPER = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isupper() and c.lower() != c)
-_LOWER = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.islower())
-_U, _L = re.escape(_UPPER), re.escape(_LOWER)
-_RE_ALL_CAPS = re.compile(rf"(\s|^)([{_U}]+[^{_L}\s]*)(?=(\s|$))")
-_RE_MAJ = re.compile(rf"(\s|^)([{_U}][^{_U}\s]*)(?=(\s|$))")
 _RE_ASCII_ALL_CAPS = re.compile(r"(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))")
 _RE_ASCII_MAJ = re.compile(r"(\s|^)([A-Z][^A-Z\s]*)(?=(\s|$))")
+
+
+@functools.cache
+def _unicode_case_patterns() -> tuple[re.Pattern, re.Pattern]:
+    """fastai's all-caps and capitalised-word patterns with `[A-Z]`/`[a-z]` widened to every cased letter; built on
+    first use (it walks all of Unicode: 0.4 s), so that importing this module stays cheap."""
+    upper = re.escape("".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isupper() and c.lower() != c))
+    lower = re.escape("".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.islower()))
+    return (re.compile(rf"(\s|^)([{upper}]+[^{lower}\s]*)(?=(\s|$))"),
+            re.compile(rf"(\s|^)([{upper}][^{upper}\s]*)(?=(\s|$))"))
 
 
 def fix_html(text: str) -> str:
@@ -69,16 +75,18 @@ def rm_useless_spaces(text: str) -> str:
     return _RE_SPACES.sub(" ", text)
 
 
-def _case_rule(pattern: re.Pattern, marker: str) -> Callable[[str], str]:
-    def rule(text: str) -> str:
-        return pattern.sub(lambda m: f"{m[1]}{marker + ' ' if len(m[2]) > 1 else ''}{m[2].lower()}", text)
-    return rule
+def _mark_case(pattern: re.Pattern, marker: str, text: str) -> str:
+    return pattern.sub(lambda m: f"{m[1]}{marker + ' ' if len(m[2]) > 1 else ''}{m[2].lower()}", text)
 
 
-replace_all_caps = _case_rule(_RE_ALL_CAPS, TK_UP)
-replace_all_caps.__doc__ = "Lower-case words written in capitals and put `xxup` before those longer than one letter."
-replace_maj = _case_rule(_RE_MAJ, TK_MAJ)
-replace_maj.__doc__ = "Lower-case capitalised words and put `xxmaj` before those longer than one letter."
+def replace_all_caps(text: str) -> str:
+    """Lower-case words written in capitals and put `xxup` before those longer than one letter."""
+    return _mark_case(_unicode_case_patterns()[0], TK_UP, text)
+
+
+def replace_maj(text: str) -> str:
+    """Lower-case capitalised words and put `xxmaj` before those longer than one letter."""
+    return _mark_case(_unicode_case_patterns()[1], TK_MAJ, text)
 
 
 def lowercase(text: str) -> str:
@@ -96,8 +104,8 @@ RULES: dict[str, Callable[[str], str]] = {
     "replace_maj": replace_maj,
     "lowercase": lowercase,
     # fastai's own ASCII-only case rules, for replaying models trained with them (`ulmfit convert`).
-    "fastai_replace_all_caps": _case_rule(_RE_ASCII_ALL_CAPS, TK_UP),
-    "fastai_replace_maj": _case_rule(_RE_ASCII_MAJ, TK_MAJ),
+    "fastai_replace_all_caps": functools.partial(_mark_case, _RE_ASCII_ALL_CAPS, TK_UP),
+    "fastai_replace_maj": functools.partial(_mark_case, _RE_ASCII_MAJ, TK_MAJ),
 }
 CASE_RULES = ("replace_all_caps", "replace_maj", "lowercase")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +63,22 @@ def _corpus_dataset(corpus: dict) -> tuple[str | None, str, str | None]:
     return None, "text corpus", None
 
 
-def read_bench_results(path: Path | str) -> list[dict]:
-    """The usable rows of a benchmark results file (format in the module docstring)."""
+def read_bench_results(source: Path | str | list[dict]) -> list[dict]:
+    """The usable rows of a benchmark results file, or of a list of rows (format in the module docstring)."""
+    if isinstance(source, list):
+        return _usable_rows(source, "the benchmark rows")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(source).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise UlmfitError(f"cannot read the benchmark results {path} ({e}); give the results.json of `ulmfit bench`.")
+        raise UlmfitError(f"cannot read the benchmark results {source} ({e}); give the results.json of `ulmfit bench`.")
     rows = data.get("rows") if isinstance(data, dict) else data
     if not isinstance(rows, list):
-        raise UlmfitError(f"{path} holds no list of results; give a JSON list of rows such as "
+        raise UlmfitError(f"{source} holds no list of results; give a JSON list of rows such as "
                           '{"task": ..., "metric": ..., "fwd": ..., "bwd": ..., "ensemble": ...}.')
+    return _usable_rows(rows, str(source))
+
+
+def _usable_rows(rows: list, where: str) -> list[dict]:
     usable = []
     for row in rows:
         if not isinstance(row, dict) or not (row.get("task") or row.get("task_id")) or not row.get("metric"):
@@ -81,8 +88,26 @@ def read_bench_results(path: Path | str) -> list[dict]:
             usable.append(row | {"task": row.get("task") or row["task_id"], "values": values})
     if len(usable) < len(rows):
         log.warning("%d of %d rows in %s lack a task, a metric or a number and are left out of the card",
-                    len(rows) - len(usable), len(rows), path)
+                    len(rows) - len(usable), len(rows), where)
     return usable
+
+
+def merge_bench_results(card_text: str, rows: list[dict], name: str) -> str:
+    """An existing model card (its text as on the Hub) with the benchmark rows added to its metadata's
+    model-index: results of the same dataset, split and metric replace the old ones; its prose is kept."""
+    card = ModelCard(card_text)
+    new = _bench_eval_results(rows)
+
+    def key(r: EvalResult) -> tuple:
+        return r.task_type, r.dataset_type, r.dataset_split, r.metric_type, r.metric_name
+
+    keys = {key(r) for r in new}
+    card.data.eval_results = [r for r in card.data.eval_results or [] if key(r) not in keys] + new
+    card.data.model_name = card.data.model_name or name
+    datasets = list(card.data.datasets or []) + [r.dataset_type for r in new if "/" in r.dataset_type]
+    card.data.datasets = list(dict.fromkeys(datasets)) or None
+    card.data.metrics = sorted(set(card.data.metrics or []) | {r.metric_type for r in new}) or None
+    return str(card)
 
 
 def _bench_eval_results(rows: list[dict]) -> list[EvalResult]:
@@ -95,29 +120,46 @@ def _bench_eval_results(rows: list[dict]) -> list[EvalResult]:
 
 
 def _bench_table(rows: list[dict]) -> str:
+    """The rows as a table, with the published figures they are compared with where the rows give them."""
     if not rows:
         return ""
-    lines = ["| task | metric | forward | backward | ensemble |", "|---|---|---|---|---|"]
+    published = [k for k in ("published_ulmfit", "published_best") if any(_number(r.get(k)) for r in rows)]
+    head = ["task", "metric", "forward", "backward", "ensemble"]
+    head += [{"published_ulmfit": "ULMFiT (published)", "published_best": "best published"}[k] for k in published]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [f"{row['values'][v]:.4f}" if v in row["values"] else "-" for v in VARIANTS]
+        for key in published:
+            value = row.get(key)
+            name = row.get("published_best_name") if key == "published_best" else None
+            cells.append(f"{value:.4f}" + (f" ({name})" if name else "") if _number(value) else "-")
         lines.append(f"| {row['task']} | {row['metric']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _lm_eval_results(config: dict) -> list[EvalResult]:
     corpus = config.get("corpus") or {}
     dataset, dataset_name, dataset_config = _corpus_dataset(corpus)
+    # A converted model's figures are its publisher's (the converter measures none): the results say so.
+    origin = config.get("converted_from") or {}
+    source = {"source_name": f"published with {origin.get('title') or origin.get('format')}",
+              "source_url": origin.get("homepage")} if origin else {}
     results = []
     for direction, m in (config.get("metrics") or {}).items():
         if direction not in ("fwd", "bwd"):
             continue
-        for metric, key, digits in (("perplexity", "valid_ppl", 2), ("accuracy", "accuracy", 4)):
-            if m.get(key) is not None:
+        for metric, keys, digits in (("perplexity", ("valid_ppl", "perplexity"), 2), ("accuracy", ("accuracy",), 4)):
+            value = next((m[k] for k in keys if m.get(k) is not None), None)
+            if value is not None:
                 results.append(EvalResult(
                     task_type="text-generation", task_name="Language modelling", dataset_type=dataset or "text",
                     dataset_name=dataset_name, dataset_config=dataset_config, dataset_split="validation",
                     metric_type=metric, metric_name=f"{metric.capitalize()} ({VARIANTS[direction]})",
-                    metric_value=round(float(m[key]), digits)))
+                    metric_value=round(float(value), digits), **source))
     return results
 
 
@@ -226,7 +268,11 @@ def render_card(config: dict, name: str, repo_id: str | None = None, bench: list
     lang = get_lang(config["lang"])
     classifier = config.get("format") == CLASSIFIER_FORMAT
     eval_results = (_classifier_eval_results(config) if classifier else _lm_eval_results(config))
-    eval_results += _bench_eval_results(bench)
+    # a classifier's recorded scores already hold its benchmark's ensemble figures: each result once
+    recorded = {(r.dataset_type, r.dataset_split, r.metric_type) for r in eval_results}
+    eval_results += [r for r in _bench_eval_results(bench) if not (
+        r.metric_name.endswith(f"({VARIANTS['ensemble']})") and (r.dataset_type, r.dataset_split, r.metric_type)
+        in recorded)]
     dataset, _, _ = _corpus_dataset(config.get("corpus") or {})
     datasets = [dataset] if dataset else []
     datasets += [r.dataset_type for r in eval_results if "/" in r.dataset_type]
@@ -234,25 +280,90 @@ def render_card(config: dict, name: str, repo_id: str | None = None, bench: list
     data = ModelCardData(
         language=[lang.code], license=license_of(config), library_name="ulmfit", tags=tags,
         datasets=list(dict.fromkeys(datasets)) or None, metrics=sorted({r.metric_type for r in eval_results}) or None,
-        pipeline_tag="text-classification" if classifier else None,
+        pipeline_tag="text-classification" if classifier else "text-generation",
         base_model=_base_model(config) if classifier else None,
         model_name=name, eval_results=eval_results or None)
     common = {"lang_name": lang.name, "lang_code": lang.code, "version": config.get("ulmfit_version", __version__),
-              "spec": f"hf-hub:{repo_id}" if repo_id else "PATH_TO_MODEL_DIR",
+              "spec": repo_id or "PATH_TO_MODEL_DIR",
               "tokenizer_lines": _tokenizer_lines(config, lang), "citation": _template_text("citation.md")}
     if classifier:
         fields, template = _classifier_fields(config, bench), "classifier.md"
     else:
-        fields, template = _lm_fields(config, bench), "language_model.md"
+        fields, template = _lm_fields(config, bench, name), "language_model.md"
     return ModelCard.from_template(data, template_path=str(TEMPLATES / template), **common, **fields)
+
+
+# --- plain fastai --------------------------------------------------------------------------------------------------
+
+# This package's rule names whose fastai.text.core function has another name (or is fastai's ASCII version).
+FASTAI_RULE_NAMES = {"fastai_replace_all_caps": "replace_all_caps", "fastai_replace_maj": "replace_maj"}
+_FASTAI_LM_DROPOUTS = {"output_p": 0.1, "hidden_p": 0.15, "input_p": 0.25, "embed_p": 0.02, "weight_p": 0.2}
+_SEGMENTERS = {  # the word segmenters `ulmfit.langs.tokenizers` uses, as plain code
+    "pythainlp": ("from pythainlp.tokenize import word_tokenize", 'word_tokenize(t, engine="newmm", '
+                                                                  "keep_whitespace=True)"),
+    "jieba": ("import jieba", "jieba.lcut(t)"),
+}
+
+
+def fastai_usage(config: dict, name: str, folder: str = "fastai-lm") -> dict[str, Any]:
+    """What the plain-fastai code of a language model needs (`ulmfit export-fastai` wrote `folder`, with
+    `models/NAME.pth` and `NAME.pkl`): the tokenizer code, the rules as fastai.text.core names, the AWD_LSTM
+    configs."""
+    tok = config.get("tokenizer") or {}
+    lang = get_lang(config["lang"])
+    ours = list(tok.get("rules") or [])
+    rules = [FASTAI_RULE_NAMES.get(r, r) for r in ours]
+    if tok.get("type") == "sentencepiece":
+        segmenter = "sentencepiece"
+        code = f'tok = SentencePieceTokenizer(lang="{lang.code}", sp_model="{folder}/spm.model")'
+    elif lang.word_tokenizer == "spacy" and not lang.spacy_config:
+        segmenter, code = "spacy", f'tok = SpacyTokenizer(lang="{lang.code}")'
+    elif lang.word_tokenizer == "spacy":
+        segmenter = "spacy"
+        code = (f"import spacy\n\n\nclass WordTokenizer:  # spaCy's {lang.name} rules, as the model was trained\n"
+                f"    def __init__(self):\n"
+                f"        self.nlp = spacy.blank({lang.code!r}, config={lang.spacy_config!r})\n"
+                f"        for t in defaults.text_spec_tok:\n"
+                f"            self.nlp.tokenizer.add_special_case(t, [{{\"ORTH\": t}}])\n\n"
+                f"    def __call__(self, items):\n"
+                f"        return ([w.text for w in doc] for doc in self.nlp.pipe(map(str, items)))\n\n\n"
+                f"tok = WordTokenizer()")
+    else:
+        segmenter = lang.word_tokenizer
+        imports, call = _SEGMENTERS[segmenter]
+        code = (f"{imports}\n\n\nclass WordTokenizer:  # {segmenter}, as the model was trained\n"
+                f"    def __call__(self, items):\n        return ({call} for t in items)\n\n\ntok = WordTokenizer()")
+    arch = config["arch"]
+    sizes = ", ".join(f"{k}={arch[k]!r}" for k in ("emb_sz", "n_hid", "n_layers"))
+    dropouts = "".join(f", {k}={arch[k]!r}" for k, v in _FASTAI_LM_DROPOUTS.items() if arch.get(k, v) != v)
+    notes = []
+    if {"replace_maj", "replace_all_caps"} & set(ours):
+        notes.append("fastai's `replace_maj` and `replace_all_caps` mark capitals A-Z only, the model's (ulmfit's) "
+                     "those of every script: text outside ASCII loses its case markers in fastai.")
+    if lang.normalize is not None:
+        notes.append(f"The model's text was normalised first ({lang.name}: `ulmfit.get_lang('{lang.code}')."
+                     "normalize`); do the same to your texts for the closest match.")
+    return {"name": name, "bwd_name": f"{name}_bwd", "folder": folder, "lang": lang.code, "segmenter": segmenter,
+            "tokenizer_code": code, "rules": rules, "rules_code": "[" + ", ".join(rules) + "]",
+            "lm_config": f"dict(awd_lstm_lm_config, {sizes}{dropouts})",
+            "clas_config": f"dict(awd_lstm_clas_config, {sizes})", "drop_mult": config.get("drop_mult", 1.0),
+            "bwd": "bwd" in (config.get("directions") or []), "rules_note": " ".join(notes)}
+
+
+def fastai_snippet(usage: dict[str, Any]) -> str:
+    """The plain-fastai code for an exported language model (`fastai_usage`), as Markdown."""
+    import jinja2
+
+    return jinja2.Template(_template_text("fastai.md")).render(**usage).strip()
 
 
 def _template_text(name: str) -> str:
     return (TEMPLATES / name).read_text(encoding="utf-8").strip()
 
 
-def _lm_fields(config: dict, bench: list[dict]) -> dict[str, Any]:
+def _lm_fields(config: dict, bench: list[dict], name: str) -> dict[str, Any]:
     directions = config.get("directions") or []
+    fastai_name = re.sub(r"[^A-Za-z0-9._-]", "-", name)
     licence = license_of(config)
     return {
         "which": " and ".join(VARIANTS[d] for d in directions) or "no",
@@ -267,6 +378,8 @@ def _lm_fields(config: dict, bench: list[dict]) -> dict[str, Any]:
         "bench_table": _bench_table(bench),
         "sentencepiece": (config.get("tokenizer") or {}).get("type") == "sentencepiece",
         "multifit_citation": _template_text("multifit_citation.md"),
+        "has_fwd": "fwd" in directions, "has_bwd": "bwd" in directions, "fastai_name": fastai_name,
+        "fastai_section": fastai_snippet(fastai_usage(config, fastai_name)),
     }
 
 

@@ -25,9 +25,7 @@ import json
 import shutil
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from ulmfit import __version__
 from ulmfit.config import ARCH_KEYS, PretrainConfig
@@ -37,6 +35,9 @@ from ulmfit.langs import get_lang
 from ulmfit.langs.rules import RULES
 from ulmfit.pretrain.corpus import META as CORPUS_META
 from ulmfit.pretrain.tokenizer import SP_MODEL, SPECIAL_TOKENS, WORD_VOCAB, TextTokenizer, write_word_vocab
+
+if TYPE_CHECKING:  # torch is imported by what builds or loads a model, not by reading a config
+    import torch
 
 FORMAT = "ulmfit-model"
 CLASSIFIER_FORMAT = "ulmfit-classifier"
@@ -369,6 +370,7 @@ class ModelDir:
     def _load(self, build: Callable[[dict], torch.nn.Module], direction: str,
               device: torch.device | str) -> torch.nn.Module:
         """Check the weights file's header against the config, build the model, load the tensors, check them."""
+        import torch
         from safetensors import SafetensorError
         from safetensors.torch import load_model
 

@@ -25,7 +25,8 @@ started again on the same root serves what was pushed before. Run it by hand wit
     HF_ENDPOINT=http://127.0.0.1:8765 HF_TOKEN=hf_local ulmfit push runs/vi --repo-id me/vi-test
 
 Tests start it in a thread with `serve(root)`. Its state's `corrupt` and `truncated` (paths it serves with flipped
-bytes, or cut short) and `requests` (what it was asked) let them check what the client does.
+bytes, or cut short), `etags` (an ETag to serve for a path instead of its blob id, as a hostile server might) and
+`requests` (what it was asked) let them check what the client does.
 """
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ class HubState:
         self.lock = threading.RLock()
         self.corrupt: set[str] = set()  # file paths served with every byte flipped
         self.truncated: set[str] = set()  # file paths served cut in half (a download that breaks off)
+        self.etags: dict[str, str] = {}  # file path -> the ETag served instead of its blob id (a hostile server)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
 
     # -- storage ------------------------------------------------------------------------------------------------
@@ -433,7 +435,8 @@ class Handler(BaseHTTPRequestHandler):
         info = data["commits"][sha]["files"].get(path)
         if info is None:
             raise HubError(404, f"{path} does not exist at {rev}", "EntryNotFound", {"X-Repo-Commit": sha})
-        headers = {"X-Repo-Commit": sha, "ETag": f'"{info["oid"]}"', "Accept-Ranges": "none"}
+        headers = {"X-Repo-Commit": sha, "ETag": f'"{self.state.etags.get(path, info["oid"])}"',
+                   "Accept-Ranges": "none"}
         if self.command == "HEAD":
             return self._send(200, b"", "application/octet-stream", headers, length=info["size"])
         body = self.state.blob(info["oid"])

@@ -8,6 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from ulmfit import __version__
 from ulmfit.cli import app
 from ulmfit.sample import SAMPLE_LANGS
 
@@ -58,3 +59,49 @@ def test_errors_are_one_line(tmp_path, args, message):
     assert result.output.count("\n") == 1 and result.output.startswith("error: ")
     assert message in result.output
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("args", [["list"], ["langs"], ["tasks"], ["--help"], ["bench", "--help"], ["--version"],
+                                  ["info", "en-wt103"], ["info", "th-thai2fit"]])
+def test_listing_commands_start_without_torch(args):
+    """`list`, `info`, `langs`, `tasks` and `--help` import no torch, fastai or spaCy, so they start in well under a
+    second (`python -X importtime -m ulmfit list` shows what each import costs)."""
+    code = ("import sys\nfrom ulmfit.cli import app\ntry:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nheavy = [m for m in ('torch', 'fastai', 'spacy', 'sklearn', 'pandas', "
+            "'datasets') if m in sys.modules]\nassert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_info_on_a_model_directory_starts_without_torch(tmp_path):
+    config = {"format": "ulmfit-model", "lang": "en", "vocab_size": 10, "directions": ["fwd"],
+              "tokenizer": {"type": "sentencepiece", "file": "spm.model", "rules": []},
+              "arch": {"emb_sz": 8, "n_hid": 8, "n_layers": 1}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    code = ("import sys\nfrom ulmfit.cli import app\ntry:\n    app(['info', sys.argv[1]])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nassert 'torch' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "vocab_size: 10" in done.stdout
+
+
+def test_version_and_choices_in_help():
+    assert runner.invoke(app, ["--version"]).output.strip() == f"ulmfit {__version__}"
+    for command, choices in (("pretrain", "[fwd|bwd|both]"), ("finetune", "[fwd|bwd|both]"),
+                             ("bench", "[fwd|bwd|both]"), ("predict", "[ensemble|fwd|bwd]"),
+                             ("prepare", "[sentencepiece|word]"),
+                             ("convert", "[fastai-wt103|fastai-ulmfit|thai2fit|fastai]")):
+        shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+        assert shown.exit_code == 0 and choices in shown.output, command
+    wrong = runner.invoke(app, ["pretrain", "x", "--out", "y", "--direction", "sideways"])
+    assert wrong.exit_code == 1 and wrong.output == "error: unknown direction 'sideways': use fwd or bwd or both.\n"
+
+
+def test_loading_a_model_prints_no_warnings(tmp_path):
+    """fastai's `torch.jit.script` deprecation (and its pandas option warning) stay out of normal output, warnings
+    shown as Python shows them to users of `python -W default`."""
+    code = ("import ulmfit\nimport fastai.text.learner\nfrom fastai.text.models.awdlstm import awd_lstm_lm_config\n"
+            "from ulmfit.pretrain.modeldir import build_language_model\n"
+            "build_language_model({'arch': dict(awd_lstm_lm_config, emb_sz=8, n_hid=8, n_layers=1), 'vocab_size': 16})\n")
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

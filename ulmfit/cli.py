@@ -7,15 +7,24 @@ from typing import Optional
 
 import typer
 
+from ulmfit import __version__
 from ulmfit.errors import UlmfitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Multilingual ULMFiT: pretrain AWD-LSTM language models from Wikipedia and use them.")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ulmfit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debugging detail."),
-         quiet: bool = typer.Option(False, "--quiet", "-q", help="Log warnings and errors only.")) -> None:
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="Log warnings and errors only."),
+         version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                      help="Show the version and exit.")) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s" if level == logging.INFO else "%(levelname)s %(name)s: %(message)s")
     logging.getLogger("ulmfit").setLevel(level)
@@ -26,6 +35,21 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debugg
 def _fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def one_of(*choices: str, what: str) -> dict:
+    """Option settings for a fixed set of values: `--help` lists them, and any other value gets the package's
+    one-line error (exit status 1) rather than click's usage box."""
+
+    def parse(value: str) -> str:
+        if value not in choices:
+            _fail(f"unknown {what} {value!r}: use {' or '.join(choices)}.")
+        return value
+
+    return {"metavar": "[" + "|".join(choices) + "]", "parser": parse}
+
+
+DIRECTIONS = one_of("fwd", "bwd", "both", what="direction")
 
 
 def run(fn, *args, **kwargs):
@@ -60,7 +84,8 @@ def prepare(
     text: Optional[list[Path]] = typer.Option(None, help="Plain-text file or folder; one document per blank-line block."),
     sample: bool = typer.Option(False, "--sample", help="Use the tiny sample dump shipped with the package."),
     out: Optional[Path] = typer.Option(None, help="Corpus directory [default: corpora/LANG-SOURCE-TOKENIZER]."),
-    tokenizer: str = typer.Option("sentencepiece", help="sentencepiece or word."),
+    tokenizer: str = typer.Option("sentencepiece", **one_of("sentencepiece", "word", what="tokenizer"),
+                                  help="SentencePiece subwords, or words (the language's segmenter)."),
     vocab_size: Optional[int] = typer.Option(None, help="Vocabulary size [default: 15000 sentencepiece, 60000 word]."),
     min_freq: int = typer.Option(3, help="Word level: least count for a word to enter the vocabulary."),
     valid_frac: float = typer.Option(0.05, help="Share of articles (by title hash) in the valid split."),
@@ -100,7 +125,7 @@ def pretrain(
     config: str = typer.Option("tiny", help="tiny, small, paper, or a YAML file."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: --set lr=3e-3 (repeatable)."),
     epochs: Optional[int] = typer.Option(None, help="Shortcut for --set epochs=N."),
-    direction: str = typer.Option("both", help="fwd, bwd or both."),
+    direction: str = typer.Option("both", **DIRECTIONS, help="Which language models to train."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop cleanly with a checkpoint after this many minutes."),
     checkpoint_minutes: Optional[float] = typer.Option(None, help="Also checkpoint every N minutes within an epoch, "
@@ -126,8 +151,9 @@ def pretrain(
         if results.get(d):
             last = results[d][-1]
             ppl, acc = (last[k] if last[k] is not None else float("nan") for k in ("valid_ppl", "accuracy"))
-            typer.echo(f"{d}: epoch {last['epoch'] + 1}, valid perplexity {ppl:.2f}, accuracy {acc:.4f}, "
-                       f"{last['tokens_per_s']:,.0f} tokens/s")
+            done = last["epoch"] + 1  # a summary after the epochs' own log lines, which count from 0
+            typer.echo(f"{d} model after {done} epoch{'s' if done > 1 else ''}: valid perplexity {ppl:.2f}, "
+                       f"accuracy {acc:.4f}, {last['tokens_per_s']:,.0f} tokens/s")
     if results["stopped"] == "interrupted":
         _fail("interrupted; the checkpoint is saved: run the same command with --resume to continue.", 130)
     if results["stopped"]:
@@ -136,7 +162,7 @@ def pretrain(
     typer.echo(f"model directory: {out}")
 
 
-MODEL_HELP = "A catalogue name (`ulmfit list`), hf-hub:ORG/NAME[@REVISION], or a model directory."
+MODEL_HELP = "A model directory, a catalogue name (`ulmfit list`), hf-hub:ORG/NAME[@REVISION], or ORG/NAME."
 
 
 @app.command()
@@ -151,7 +177,7 @@ def generate(
     """Continue a text with the forward language model."""
     from ulmfit.zoo.pretrained import from_pretrained
 
-    lm = run(from_pretrained, model, "fwd")
+    lm = run(from_pretrained, model, direction="fwd")
     typer.echo(run(lm.generate, prompt, words=words, temperature=temperature, top_k=top_k, seed=seed))
 
 
@@ -196,11 +222,32 @@ def download(
     model: str = typer.Argument(..., help=MODEL_HELP),
     revision: Optional[str] = typer.Option(None, help="A branch, tag or commit [default: the catalogue's pin]."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder [default: the Hugging Face cache, HF_HOME]."),
+    force_download: bool = typer.Option(False, "--force-download", help="Download every file again."),
 ) -> None:
     """Download a model (and check it) into the cache; print where it is."""
     from ulmfit.zoo.pretrained import resolve_model
 
-    typer.echo(run(resolve_model, model, revision=revision, cache_dir=cache_dir))
+    typer.echo(run(resolve_model, model, revision=revision, cache_dir=cache_dir, force_download=force_download))
+
+
+@app.command("export-fastai")
+def export_fastai(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    out: Path = typer.Argument(..., help="The folder to write (new, or an earlier export): models/NAME.pth and "
+                                         "NAME.pkl, the tokenizer, fastai.json, README.md."),
+    name: Optional[str] = typer.Option(None, help="The file stem fastai's pretrained_fnames names [default: the "
+                                                  "model's name]."),
+    revision: Optional[str] = typer.Option(None, help="A branch, tag or commit of a Hub repository."),
+) -> None:
+    """Export a language model for plain fastai: language_model_learner(..., pretrained_fnames=[NAME, NAME])."""
+    from ulmfit.zoo.fastai_bridge import export_fastai as export, read_manifest
+
+    path = run(export, model, out, name=name, revision=revision)
+    manifest = read_manifest(path)
+    for direction, fnames in manifest["pretrained_fnames"].items():
+        typer.echo(f"{direction}: language_model_learner(dls, AWD_LSTM, path={str(path)!r}, "
+                   f"pretrained_fnames={fnames!r}{', backwards=True' if direction == 'bwd' else ''}, config=...)")
+    typer.echo(f"the fastai code for this model: {path / 'README.md'}")
 
 
 @app.command()
@@ -245,16 +292,22 @@ def push(
     revision: Optional[str] = typer.Option(None, help="The branch to push to, created from main when new [default: main]."),
     create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request against main instead of committing."),
     bench_results: Optional[Path] = typer.Option(None, "--bench-results",
-                                                 help="A benchmark results.json whose scores go into the model card."),
+                                                 help="A benchmark results.json whose scores go into the model card "
+                                                      "(into its metadata only, when the Hub's card is kept)."),
+    replace_card: bool = typer.Option(False, "--replace-card", help="Rewrite the model card even if the repository "
+                                      "has one [default: keep a card that is already there]."),
     message: Optional[str] = typer.Option(None, "--message", "-m", help="The commit message."),
 ) -> None:
     """Publish a model directory to the Hugging Face Hub: model card, config, tokenizer, weights (HF_TOKEN)."""
     from ulmfit.zoo.hub import push_model
 
     result = run(push_model, run_dir, repo_id, private=private, revision=revision, create_pr=create_pr,
-                 commit_message=message, bench_results=bench_results)
+                 commit_message=message, bench_results=bench_results, replace_card=replace_card)
     typer.echo(f"pushed {len(result['files'])} files to {result['repo_url']} ({result['revision']}), "
                f"commit {result['commit']}")
+    if result["card"] != "written":
+        added = ", with the benchmark results added to its metadata" if result["card"] == "merged" else ""
+        typer.echo(f"kept the model card already in {repo_id}{added}; pass --replace-card to rewrite it")
     if result["pr_url"]:
         typer.echo(f"pull request: {result['pr_url']}")
     typer.echo(f"pin it by name: ulmfit catalogue add {run_dir} --repo-id {repo_id} --revision {result['commit']}")
@@ -280,12 +333,30 @@ def catalogue_add(
     typer.echo(f"added {entry['name']} (hf-hub:{repo_id} at {entry['revision']}) to {path}")
 
 
+@catalogue_app.command("mirror")
+def catalogue_mirror(
+    name: str = typer.Argument(..., help="A third-party catalogue name, e.g. en-wt103 (`ulmfit list`)."),
+    to: str = typer.Option(..., "--to", help="The Hub user or organisation to publish under: the repository is "
+                                             "TO/NAME."),
+    repo_name: Optional[str] = typer.Option(None, help="The repository's name [default: the catalogue name]."),
+    private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+) -> None:
+    """Mirror a third-party model on the Hub: download, convert (same logits), push with its card, pin it."""
+    from ulmfit.zoo.pin import mirror_entry
+
+    result = run(mirror_entry, name, to, repo_name=repo_name, private=private)
+    typer.echo(f"pushed {name} to {result['repo_url']}, commit {result['commit']}")
+    typer.echo(f"pinned {name} in {result['catalogue']}: `ulmfit download {name}` now fetches the mirror")
+
+
 @app.command()
 def convert(
     path: Path = typer.Argument(..., help="An older checkpoint: its .tgz/.zip archive, its folder, or its .pth file."),
     to: Path = typer.Option(..., "--to", help="The new model directory (must not exist yet, or be empty)."),
-    format_: Optional[str] = typer.Option(None, "--format",
-                                          help="fastai-wt103, fastai-ulmfit or thai2fit [default: detected]."),
+    format_: Optional[str] = typer.Option(None, "--format", **one_of("fastai-wt103", "fastai-ulmfit",
+                                                                         "thai2fit", "fastai", what="format"),
+                                          help="The checkpoint's format [default: detected; fastai: any word-level "
+                                               "fastai learn.save with its vocabulary, needs --lang]."),
     lang: Optional[str] = typer.Option(None, help="Language code [default: from the checkpoint or its format]."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle",
                                       help="Load weights that need arbitrary pickle, which runs code: trusted files only."),
@@ -296,34 +367,68 @@ def convert(
     typer.echo(run(convert_checkpoint, path, to, format=format_, lang=lang, allow_pickle=allow_pickle))
 
 
+# Options that finetune and bench share: a task from files or from a Hugging Face dataset, and the run's settings.
+HF_DATASET = typer.Option(None, "--hf-dataset", help="A task from a Hugging Face dataset instead of files: "
+                          "NAME or ORG/NAME[:CONFIG] on the Hub, or a folder that `datasets` saved (save_to_disk) "
+                          "or that holds its parquet/CSV/JSON files.")
+TRAIN_SPLIT = typer.Option("train", help="With --hf-dataset: the training split.")
+TEST_SPLIT = typer.Option(None, help="With --hf-dataset: the test split [default: test, else 10% of train].")
+VALID_SPLIT = typer.Option(None, help="With --hf-dataset: the valid split [default: validation, valid or dev, "
+                                      "else 10% of train].")
+TEXT_COL = typer.Option("text", help="The text column (of --train's files, or of --hf-dataset).")
+LABEL_COL = typer.Option("label", help="The label column (of --train's files, or of --hf-dataset).")
+TASK_NAME = typer.Option(None, "--name", help="The task's name, as the classifier's card shows its dataset "
+                                              "[default: the dataset's, or the training file's without 'train'].")
+CONFIG = typer.Option(None, help="Fine-tuning config: tiny (a few short cycles), paper (fastai's ULMFiT recipe), or "
+                                 "a YAML file [default: paper on a GPU, tiny on a CPU].")
+SET = typer.Option(None, "--set", help="Override a config key: --set clas_bs=32 (repeatable).")
+DEVICE = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda when there is one].")
+
+
+def _config(name: Optional[str], overrides: list[str], device: Optional[str]):
+    """The fine-tuning config, chosen by the device when none is named, saying which."""
+    from ulmfit.benchmarks.finetune import config_for_device, load_finetune_config
+
+    name, why = run(config_for_device, name, device)
+    if why:
+        typer.echo(f"config: {name} ({why})")
+    return name, run(load_finetune_config, name, overrides)
+
+
 @app.command()
 def finetune(
-    train: Path = typer.Option(..., help="Training data: a CSV, TSV or JSON-lines file with text and label columns."),
     out: Path = typer.Option(..., help="The classifier directory to write (must not exist yet, or be empty)."),
+    train: Optional[Path] = typer.Option(None, help="Training data: a CSV, TSV or JSON-lines file with text and "
+                                                    "label columns (or --hf-dataset)."),
+    hf_dataset: Optional[str] = HF_DATASET,
     lm: Optional[str] = typer.Option(None, "--lm", help=MODEL_HELP + " Leave out only with --no-pretrain: a "
                                      "word-level model is then built from the task's text alone."),
     valid: Optional[Path] = typer.Option(None, help="Valid split [default: 10% of train, seed 0]."),
     test: Optional[Path] = typer.Option(None, help="Test split, scored at the end [default: 10% of train, seed 0]."),
-    text_col: str = typer.Option("text", help="The text column."),
-    label_col: str = typer.Option("label", help="The label column."),
+    train_split: str = TRAIN_SPLIT,
+    test_split: Optional[str] = TEST_SPLIT,
+    valid_split: Optional[str] = VALID_SPLIT,
+    text_col: str = TEXT_COL,
+    label_col: str = LABEL_COL,
+    name: Optional[str] = TASK_NAME,
     multi_label: bool = typer.Option(False, "--multi-label", help="Each label cell lists labels split by --label-sep."),
     label_sep: str = typer.Option("|", help="With --multi-label: the separator between labels."),
     encoding: str = typer.Option("utf-8", help="The text encoding of the files, e.g. latin-1 or cp1252."),
     max_tokens_per_text: Optional[int] = typer.Option(None, help="Read the first N tokens of a longer text "
                                                       "[default: 5000]; shortcut for --set max_tokens_per_text=N."),
     lang: Optional[str] = typer.Option(None, help="Language code of the texts [default: the language model's]."),
-    config: str = typer.Option("paper", help="tiny (CPU demos), paper (fastai's ULMFiT recipe), or a YAML file."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: --set clas_bs=32 (repeatable)."),
+    config: Optional[str] = CONFIG,
+    set_: Optional[list[str]] = SET,
     no_pretrain: bool = typer.Option(False, "--no-pretrain", help="The same stages from random weights: the "
                                      "ablation that measures what pretraining brings."),
-    direction: str = typer.Option("both", help="fwd, bwd or both."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda when there is one]."),
+    direction: str = typer.Option("both", **DIRECTIONS, help="Which classifiers to train (both: averaged)."),
+    device: Optional[str] = DEVICE,
 ) -> None:
     """Fine-tune a language model on a task's text and train forward and backward classifiers (ULMFiT)."""
     from ulmfit.benchmarks.classifier import Classifier
     from ulmfit.benchmarks.finetune import finetune as train_classifier
-    from ulmfit.benchmarks.finetune import load_finetune_config, open_lm
-    from ulmfit.benchmarks.tasks import task_from_csv
+    from ulmfit.benchmarks.finetune import open_lm
+    from ulmfit.benchmarks.tasks import user_task
 
     if lang is None:
         if lm is None:
@@ -333,16 +438,19 @@ def finetune(
     overrides = list(set_ or [])
     if max_tokens_per_text is not None:
         overrides.append(f"max_tokens_per_text={max_tokens_per_text}")
-    cfg = run(load_finetune_config, config, overrides)
-    task = run(task_from_csv, train, test=test, valid=valid, lang=lang, text_col=text_col, label_col=label_col,
-               multi_label=multi_label, label_sep=label_sep, encoding=encoding)
+    _, cfg = _config(config, overrides, device)
+    task = run(user_task, lang=lang, train=train, test=test, valid=valid, hf_dataset=hf_dataset,
+               train_split=train_split, test_split=test_split, valid_split=valid_split, text_col=text_col,
+               label_col=label_col, name=name, multi_label=multi_label, label_sep=label_sep, encoding=encoding)
     data = run(task.load)
     path = run(train_classifier, lm, data, out, cfg, directions=direction, pretrained=not no_pretrain, device=device)
     clf = run(Classifier.from_pretrained, path)
-    for name, scores in clf.config["metrics"].items():
-        typer.echo(f"valid {name:<8} accuracy {scores['accuracy']:.4f}  macro F1 {scores['macro_f1']:.4f}")
+    for variant, scores in clf.config["metrics"].items():
+        typer.echo(f"valid {variant:<8} accuracy {scores['accuracy']:.4f}  macro F1 {scores['macro_f1']:.4f}")
     if data.test is not None and len(data.test):
-        scores = run(clf.evaluate, data.test)["ensemble"]
+        scores = run(clf.evaluate, data.test, record=True, dataset={
+            "dataset_name": task.name, "dataset_type": task.hf_dataset or task.id.split("/", 1)[-1],
+            "task_name": task.name})["ensemble"]
         typer.echo(f"test  ensemble accuracy {scores['accuracy']:.4f}  macro F1 {scores['macro_f1']:.4f} "
                    f"({len(data.test):,} texts)")
     typer.echo(f"classifier directory: {path}")
@@ -350,7 +458,7 @@ def finetune(
 
 @app.command()
 def predict(
-    classifier: str = typer.Argument(..., help="A classifier directory (ulmfit finetune) or hf-hub:ORG/NAME."),
+    classifier: str = typer.Argument(..., help="A classifier directory (ulmfit finetune), or ORG/NAME on the Hub."),
     texts: Optional[list[str]] = typer.Argument(None, help="Texts to classify."),
     file: Optional[Path] = typer.Option(None, "--file", help="A CSV file to classify instead (needs --out)."),
     out: Optional[Path] = typer.Option(None, help="With --file: the CSV to write: the input's columns, "
@@ -359,7 +467,8 @@ def predict(
     encoding: str = typer.Option("utf-8", help="With --file: its text encoding, e.g. latin-1 or cp1252."),
     max_tokens_per_text: Optional[int] = typer.Option(None, help="Read the first N tokens of a longer text "
                                                       "[default: what the classifier was trained with, or 5000]."),
-    direction: str = typer.Option("ensemble", help="ensemble (the mean of both directions), fwd or bwd."),
+    direction: str = typer.Option("ensemble", **one_of("ensemble", "fwd", "bwd", what="direction"),
+                                  help="ensemble: the mean of both directions' probabilities."),
     threshold: float = typer.Option(0.5, help="Multi-label: the probability from which a label is predicted."),
     bs: int = typer.Option(64, help="Texts per batch."),
 ) -> None:
@@ -405,53 +514,66 @@ def bench(
     train: Optional[Path] = typer.Option(None, help="A task from files: the training CSV/TSV/JSONL (needs --lang)."),
     test: Optional[Path] = typer.Option(None, help="With --train: the test file [default: 10% of train]."),
     valid: Optional[Path] = typer.Option(None, help="With --train: the valid file [default: 10% of train]."),
-    text_col: str = typer.Option("text", help="With --train: the text column."),
-    label_col: str = typer.Option("label", help="With --train: the label column."),
-    lang: Optional[str] = typer.Option(None, help="With --train: the language code of the texts."),
+    hf_dataset: Optional[str] = HF_DATASET,
+    train_split: str = TRAIN_SPLIT,
+    test_split: Optional[str] = TEST_SPLIT,
+    valid_split: Optional[str] = VALID_SPLIT,
+    lang: Optional[str] = typer.Option(None, help="With --train or --hf-dataset: the language code of the texts."),
+    text_col: str = TEXT_COL,
+    label_col: str = LABEL_COL,
+    name: Optional[str] = TASK_NAME,
     encoding: str = typer.Option("utf-8", help="With --train: the text encoding of the files, e.g. latin-1."),
     lm: Optional[list[str]] = typer.Option(None, "--lm", help=MODEL_HELP + " One for every task, or LANG=MODEL "
                                            "per language (repeatable). Leave out only with --no-pretrain."),
-    config: str = typer.Option("paper", help="Fine-tuning config: tiny, paper, or a YAML file."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: --set clas_bs=32 (repeatable)."),
+    config: Optional[str] = CONFIG,
+    set_: Optional[list[str]] = SET,
     epochs: Optional[int] = typer.Option(None, help="Shortcut: LM fine-tuning epochs, and epochs of the last "
                                          "(fully unfrozen) classifier step."),
     labels_limit: Optional[int] = typer.Option(None, help="Train each classifier on this many labelled examples "
                                                "(stratified; the rest still serve LM fine-tuning)."),
     no_pretrain: bool = typer.Option(False, "--no-pretrain", help="Start from random weights: what pretraining "
                                      "brings is the difference from a run without this flag."),
-    direction: str = typer.Option("both", help="fwd, bwd or both."),
+    direction: str = typer.Option("both", **DIRECTIONS, help="Which classifiers to train (both: averaged)."),
+    push_to: Optional[str] = typer.Option(None, "--push-to", help="Publish each classifier to the Hub under this "
+                                          "user or organisation, as ORG/TASK-ulmfit, with its card (HF_TOKEN)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the tasks' files [default: $ULMFIT_DATA, "
                                             "~/.cache/ulmfit/data]."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N [default: cuda when there is one]."),
+    device: Optional[str] = DEVICE,
 ) -> None:
     """Run the ULMFiT recipe on benchmark tasks and write a results table next to published figures."""
     from ulmfit.benchmarks.bench import BenchSettings, markdown_table, run_bench
     from ulmfit.benchmarks.finetune import load_finetune_config
-    from ulmfit.benchmarks.tasks import get_task, task_from_csv, task_from_file
+    from ulmfit.benchmarks.tasks import get_task, task_from_file, user_task
 
     chosen = [run(get_task, t) for t in (tasks_ or "").split(",") if t.strip()]
     chosen += [run(task_from_file, f) for f in task_file or []]
-    if train is not None:
+    if train is not None or hf_dataset is not None:
         if lang is None:
-            _fail("a task from --train needs the texts' language: add --lang CODE.")
-        chosen.append(run(task_from_csv, train, test=test, valid=valid, lang=lang, text_col=text_col,
-                          label_col=label_col, encoding=encoding))
+            _fail(f"a task from {'--train' if train is not None else '--hf-dataset'} needs the texts' language: "
+                  "add --lang CODE.")
+        chosen.append(run(user_task, lang=lang, train=train, test=test, valid=valid, hf_dataset=hf_dataset,
+                          train_split=train_split, test_split=test_split, valid_split=valid_split,
+                          text_col=text_col, label_col=label_col, name=name, encoding=encoding))
     if not chosen:
-        _fail("name the tasks: --tasks en/trec6,th/wisesight (see `ulmfit tasks`), --task-file, or --train.")
+        _fail("name the tasks: --tasks en/trec6,th/wisesight (see `ulmfit tasks`), --task-file, --train or "
+              "--hf-dataset.")
     overrides = list(set_ or [])
+    config, cfg = _config(config, overrides, device)
     if epochs is not None:
-        cfg = run(load_finetune_config, config, overrides)
         overrides += [f"lm_epochs={epochs}", "clas_epochs=" + ",".join(map(str, [*cfg.clas_epochs[:-1], epochs]))]
+        cfg = run(load_finetune_config, config, overrides)
     lms = {}
     for item in lm or []:
         lang_, sep, spec = item.partition("=")
         lms["*" if not sep else lang_.strip()] = spec if sep else item
-    settings = BenchSettings(lms=lms, config=run(load_finetune_config, config, overrides),
-                             pretrained=not no_pretrain, labels_limit=labels_limit,
+    settings = BenchSettings(lms=lms, config=cfg, pretrained=not no_pretrain, labels_limit=labels_limit,
                              directions=("fwd", "bwd") if direction == "both" else (direction,))
-    rows = run(run_bench, chosen, settings, out, data_dir=data_dir, device=device)
+    rows = run(run_bench, chosen, settings, out, data_dir=data_dir, device=device, push_to=push_to)
     typer.echo(markdown_table(rows, settings))
     typer.echo(f"\nresults: {out / 'results.md'} (.json, .csv), learning curves: {out / 'learning_curves.png'}")
+    for row in rows:
+        if row.get("hub"):
+            typer.echo(f"{row['task']}: hf-hub:{row['hub']}")
 
 
 if __name__ == "__main__":

@@ -139,3 +139,19 @@ def recover_swap(final: Path) -> None:
 
 def _aside(final: Path) -> Path:
     return final.parent / f".{final.name}.old"
+
+
+def is_relative_file(name: object) -> bool:
+    """Whether `name` (from a catalogue, a config or a repository listing) is a relative path that stays inside
+    the folder it is joined to: no absolute path, no drive, no `..` part, no empty or `.` part, no backslash."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name or name.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/")) and ":" not in name.split("/")[0]
+
+
+def resolves_inside(path: Path | str, folder: Path | str) -> bool:
+    """Whether `path`, its links followed, lies inside `folder` (its links followed too)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, RuntimeError):  # a link loop
+        return False

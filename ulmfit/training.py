@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from fastai.callback.core import Callback
+from fastai.callback.progress import ProgressCallback
 
 from ulmfit.config import OptimSettings
 from ulmfit.errors import UlmfitError
@@ -71,9 +73,11 @@ def build_learner(dls, model: torch.nn.Module, settings: OptimSettings, dev: tor
                   splitter, path: Path | str = ".", metrics: Sequence[Any] = (), dist: Dist = Dist()):
     """fastai's `TextLearner` (AR/TAR through `RNNRegularizer`, hidden-state reset) with ULMFiT's optimiser: Adam
     with `adam_beta2` and weight decay, cycling momentum, gradient clipping; mixed precision on a GPU; the model
-    wrapped in DDP under `torchrun`. fastprogress's bar shows only on a terminal of the main process: in a log
-    file it would print every update."""
+    wrapped in DDP under `torchrun`. fastprogress's bar shows only on a terminal of the main process (in a log
+    file it would print every update), without fastai's table of epochs, which the caller logs; after a mid-epoch
+    resume it shows what is left of the epoch."""
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
+    from fastai.imports import noop
     from fastai.callback.training import GradientClip
     from fastai.optimizer import Adam
     from fastai.text.learner import TextLearner
@@ -82,14 +86,29 @@ def build_learner(dls, model: torch.nn.Module, settings: OptimSettings, dev: tor
                         opt_func=partial(Adam, sqr_mom=settings.adam_beta2, wd=settings.wd), wd=settings.wd,
                         loss_func=loss_func, metrics=list(metrics), splitter=splitter, path=Path(path),
                         cbs=[GradientClip(settings.clip)] if settings.clip else None)
+    learn.logger = noop  # the caller's callback logs each epoch, once: fastai's table would repeat it
     if not dist.main or not sys.stdout.isatty():
         learn.remove_cb(learn.progress)
-        learn.logger = lambda row: None  # the caller's callback logs each epoch
+    else:
+        learn.add_cb(RemainingBar())
     _mixed_precision(learn, settings.mixed_precision, dev)
     learn.create_opt()  # the splitter's parameter groups need the model before DDP wraps it
     if dist.world_size > 1:
         learn.model = DDP(learn.model, device_ids=[dev.index] if dev.type == "cuda" else None)
     return learn
+
+
+class RemainingBar(Callback):
+    """After a mid-epoch resume the loader skips the batches done (its `skip`): the progress bar then counts, and
+    times, only what is left of the epoch instead of starting at 0 of a whole epoch."""
+
+    order = ProgressCallback.order + 1
+
+    def before_train(self) -> None:
+        skip = getattr(self.dl, "skip", 0)
+        pbar = getattr(getattr(self.learn, "progress", None), "pbar", None)
+        if skip and pbar is not None:
+            pbar.total = len(self.dl) - skip
 
 
 def _mixed_precision(learn, kind: str, dev: torch.device) -> None:

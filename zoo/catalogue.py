@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from ulmfit.errors import UlmfitError
-from ulmfit.files import atomic_write_text
-from ulmfit.pretrain.modeldir import DIRECTIONS, TOKENIZER_FILES, WEIGHTS
+from ulmfit.files import atomic_write_text, is_relative_file
+from ulmfit.pretrain.modeldir import DIRECTIONS, PUBLISHED_FILES, TOKENIZER_FILES, WEIGHTS
 from ulmfit.spec import NAME, REPO_ID, SHA1
 
 BUILTIN = "catalogue.yaml"
@@ -85,8 +85,16 @@ def validate_entry(raw: dict[str, Any]) -> ModelEntry:
     hashes = raw["sha256"]
     if not isinstance(hashes, dict) or not hashes:
         raise bad("sha256 must map each weight file to its hash")
+    # Keys name files that downloads check and may delete: they must stay inside the model's folder.
+    for key in hashes:
+        if not is_relative_file(key):
+            raise bad(f"sha256 key {key!r} is not a relative path inside the model's folder; name the file as it "
+                      "is in the repository, e.g. fwd/model.safetensors")
     third_party = raw.get("third_party")
     if third_party is None:
+        if unpublished := sorted(set(hashes) - set(PUBLISHED_FILES)):
+            raise bad(f"sha256 key {unpublished[0]!r} is not a file of a model repository "
+                      f"({', '.join(PUBLISHED_FILES)})")
         if not isinstance(raw.get("repo_id"), str) or not REPO_ID.match(raw["repo_id"]):
             raise bad("repo_id must be a Hub repository id, ORG/NAME")
         if not isinstance(raw.get("revision"), str) or not SHA1.match(raw["revision"]):
@@ -102,6 +110,10 @@ def validate_entry(raw: dict[str, Any]) -> ModelEntry:
         urls = third_party["urls"]
         if not isinstance(urls, dict) or any(not str(u).startswith(("https://", "http://")) for u in urls.values()):
             raise bad("third_party.urls must map each file to an http(s) URL")
+        for key in urls:
+            if not is_relative_file(key) or "/" in key:
+                raise bad(f"third_party.urls key {key!r} is not a plain file name; name the file the URL is saved "
+                          "as, e.g. wt103-fwd.tgz")
         if set(hashes) - set(urls):
             raise bad("sha256 keys of a third-party entry must be keys of third_party.urls")
         if any(h is not None and not (isinstance(h, str) and SHA256.match(h)) for h in hashes.values()):

@@ -45,12 +45,12 @@ def find_checkpoint(path: Path, staging: Path, format: str | None, lang: str | N
     used = {name: f for name, f in files.items() if f in (*weights.values(), *vocabs.values(), *spms.values())}
     named = " ".join(used).lower()
     fmt = FORMATS[format or ("fastai-ulmfit" if spms else "thai2fit" if "thwiki" in named or lang == "th"
-                             else "fastai-wt103")]
+                             else "fastai-wt103" if re.search(r"wt103|lstm_(fwd|bwd)", named) else "fastai")]
     if fmt.tokenizer == "sentencepiece" and len(spms) != 1:
         raise UlmfitError(f"{fmt.name} needs exactly one spm.model in {path}, found {len(spms)}.")
     lang = lang or fmt.lang or _model_json_lang(files.values())
     if lang is None:
-        raise UlmfitError(f"{path} does not say its language; give it with --lang, e.g. --lang de.")
+        raise UlmfitError(f"{path} does not say its language ({fmt.title}); give it with --lang, e.g. --lang de.")
     if fmt.name == "thai2fit" and lang != "th":
         raise UlmfitError(f"thai2fit is a Thai model; drop --lang {lang} or give another --format.")
     get_lang(lang)  # a clear error for an unknown code

@@ -26,7 +26,7 @@ from ulmfit.pretrain.card import render_card
 from ulmfit.pretrain.modeldir import ENCODER, ModelDir, build_language_model, language_model_config
 from ulmfit.pretrain.tokenizer import SPECIAL_TOKENS
 from ulmfit.zoo.checkpoint_files import Checkpoint, find_checkpoint
-from ulmfit.zoo.legacy_formats import FORMATS, LegacyFormat
+from ulmfit.zoo.legacy_formats import FORMATS, SPECIAL_SPELLINGS, LegacyFormat
 from ulmfit.zoo.safe_load import load_state_dict, read_itos
 
 log = logging.getLogger(__name__)
@@ -79,12 +79,12 @@ def _write_model_dir(ckpt: Checkpoint, out: Path, allow_pickle: bool, origin: di
         itos, sources = _sp_ids(ckpt)
         tok = model_dir.write_tokenizer("sentencepiece", ckpt.spm)
     else:
-        itos = _word_itos(read_itos(ckpt.vocabs["fwd" if "fwd" in ckpt.vocabs else "bwd"]))
+        itos = _word_itos(read_vocab(ckpt.vocabs["fwd" if "fwd" in ckpt.vocabs else "bwd"]))
         sources = {d: itos for d in ckpt.weights}
         tok = model_dir.write_tokenizer("word", itos)
     archs = {}
     for direction, weights in sorted(ckpt.weights.items()):
-        old_itos = read_itos(ckpt.vocabs[direction])
+        old_itos = read_vocab(ckpt.vocabs[direction])
         model, archs[direction] = _converted_model(weights, old_itos, sources[direction], fmt, allow_pickle)
         model_dir.save_weights(direction, model)
     if len({tuple(sorted(a.items())) for a in archs.values()}) > 1:
@@ -94,16 +94,20 @@ def _write_model_dir(ckpt: Checkpoint, out: Path, allow_pickle: bool, origin: di
 
 
 def _config(ckpt: Checkpoint, arch: dict, vocab_size: int, tokenizer: dict, origin: dict) -> dict:
-    """config.json, assembled as `ulmfit pretrain` assembles it, plus the record of where the weights came from."""
+    """config.json, assembled as `ulmfit pretrain` assembles it, plus the record of where the weights came from
+    (`origin`; its `metrics`, the figures the publisher gives, and its `license` become the config's)."""
     fmt = ckpt.format
+    origin = dict(origin)
+    metrics = origin.pop("metrics", None)
+    licence = origin.pop("license", None) or fmt.license
     spec = {"type": fmt.tokenizer, "rules": fmt.text_rules(ckpt.lang)} | tokenizer
     return language_model_config(PretrainConfig(**arch, drop_mult=fmt.drop_mult), vocab_size, ckpt.lang, spec) | {
         "directions": sorted(ckpt.weights),
         "corpus": fmt.corpus_for(ckpt.lang),
-        "license": fmt.license,
+        "license": licence,
         "converted_from": {"format": fmt.name, "title": fmt.title, **origin, "homepage": fmt.homepage,
                            "files": {name: file_digest(p) for name, p in sorted(ckpt.inputs.items())}},
-    }
+    } | ({"metrics": metrics} if metrics else {})
 
 
 def _converted_model(weights: Path, old_itos: list[str], source_tokens: list[str], fmt: LegacyFormat,
@@ -177,6 +181,25 @@ def _check_same_logits(old: torch.nn.Module, new: torch.nn.Module, old_itos: lis
 
 # --- vocabularies --------------------------------------------------------------------------------------------------
 
+def read_vocab(path: Path) -> list[str]:
+    """A legacy vocabulary (read without running code), its older special-token spellings renamed to fastai's."""
+    return fastai_specials(read_itos(path))
+
+
+def fastai_specials(itos: list[str]) -> list[str]:
+    """`itos` with older spellings of fastai's special tokens (`_unk_`, `xbos`, `t_up`, …) renamed to fastai's,
+    where the vocabulary lacks fastai's own spelling; the rows stay where they are."""
+    present = set(itos)
+    rename = {}
+    for token, spellings in SPECIAL_SPELLINGS.items():
+        old = next((s for s in spellings if s in present), None)
+        if token not in present and old is not None:
+            rename[old] = token
+    if rename:
+        log.info("renamed the special tokens %s", ", ".join(f"{o} → {n}" for o, n in rename.items()))
+    return [rename.get(t, t) for t in itos]
+
+
 def _word_itos(old_itos: list[str]) -> list[str]:
     """fastai v2's special tokens first, in fastai's order, then every other token in its old order."""
     return SPECIAL_TOKENS + [t for t in old_itos if t not in SPECIAL_TOKENS]
@@ -199,7 +222,7 @@ def _sp_ids(ckpt: Checkpoint) -> tuple[list[str], dict[str, list[str]]]:
     for direction, vocab in ckpt.vocabs.items():
         if direction not in ckpt.weights:
             continue
-        known = set(read_itos(vocab))
+        known = set(read_vocab(vocab))
         sources[direction] = [
             p if p in known else SPECIAL_TOKENS[i] if i < len(SPECIAL_TOKENS) and SPECIAL_TOKENS[i] in known
             else "xxunk"  # what fastai's Numericalize gave a piece outside its vocabulary

@@ -21,6 +21,15 @@ The three formats, and where the facts about them come from:
   `wiki_lm_lstm`/`wiki_itos_lstm` 0.32: `thwiki_model_lstm.pth`, `thwiki_itos.pkl`, also as `thwiki_itos.json`).
   fastai v1, 60,005 words, 400/1550/4 with its own dropouts (pythainlp/generate/thai2fit.py), saved together
   with its optimizer state.
+- `fastai`: any other fastai (v1 or v2) word-level AWD-LSTM language model, as `learn.save()` writes it
+  (`models/NAME.pth`, with or without the optimizer state) with its vocabulary pickled beside it (`dls.vocab`, or
+  `data.vocab.itos` in v1), or what `ulmfit export-fastai` wrote. The language is not recorded in these files, so
+  it is given with `--lang`; the text rules are fastai's defaults (`defaults.text_proc_rules`, its ASCII case rules)
+  and the tokenizer the language's word tokenizer (spaCy's rules where fastai used spaCy).
+
+Special tokens: fastai before v1 spelled them `_unk_`, `_pad_`, `xbos`, `xfld`, `t_up`, `tk_rep`, `tk_wrep`; other
+releases wrote `<unk>`-style names. `SPECIAL_SPELLINGS` maps them to fastai's `xxunk`…`xxmaj` (the converter does
+so only where the vocabulary lacks fastai's own spelling), so their embedding rows go where fastai 2.8 looks.
 """
 from __future__ import annotations
 
@@ -56,6 +65,20 @@ class LegacyFormat:
         return self.corpus if self.corpus is not None else {"source": {"type": "wikipedia-dump", "dbname": f"{lang}wiki"}}
 
 
+# Older spellings of fastai's special tokens, by the token fastai 2.8 uses (fastai 0.7's imdb scripts and text.py;
+# `<unk>`-style and backquoted names of other ULMFiT releases).
+SPECIAL_SPELLINGS = {
+    "xxunk": ("_unk_", "`unk", "<unk>", "<UNK>"),
+    "xxpad": ("_pad_", "`pad", "<pad>", "<PAD>"),
+    "xxbos": ("xbos", "_bos_", "`bos", "<bos>"),
+    "xxeos": ("xeos", "_eos_", "`eos", "<eos>"),
+    "xxfld": ("xfld", "_fld_", "`fld"),
+    "xxrep": ("tk_rep", "`rep", "_rep_"),
+    "xxwrep": ("tk_wrep", "`wrep", "_wrep_"),
+    "xxup": ("t_up", "`up", "_up_"),
+    "xxmaj": ("t_maj", "`maj", "_maj_"),
+}
+
 FORMATS = {
     "fastai-wt103": LegacyFormat(
         "fastai-wt103", "fastai's WikiText-103 AWD-LSTM (fastai v1 model zoo)", "word", "en", _FASTAI_DROPOUTS, 1.0,
@@ -75,4 +98,9 @@ FORMATS = {
         # bracket and character-repetition rules and its own newmm dictionary are not replayed.
         ("fix_html", "spec_add_spaces", "rm_useless_spaces", "lowercase"),
         {"source": {"type": "wikipedia-dump", "dbname": "thwiki", "dump_date": "2019-02-17"}}),
+    "fastai": LegacyFormat(
+        "fastai", "a fastai AWD-LSTM language model (learn.save)", "word", None, _FASTAI_DROPOUTS, 1.0,
+        "https://docs.fast.ai/text.learner.html", "unknown",
+        ("fix_html", "replace_rep", "replace_wrep", "spec_add_spaces", "rm_useless_spaces", "fastai_replace_all_caps",
+         "fastai_replace_maj", "lowercase"), {"source": {"type": "unknown"}}),
 }

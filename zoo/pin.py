@@ -1,5 +1,6 @@
 """Pinning a published model in the catalogue: the commit a branch points to, a check that the run directory's
-files are the ones at that commit, and the catalogue entry (`ulmfit catalogue add`)."""
+files are the ones at that commit, and the catalogue entry (`ulmfit catalogue add`); mirroring a third-party entry
+onto the Hub and pinning the mirror (`ulmfit catalogue mirror`)."""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,8 @@ from ulmfit.files import file_digest
 from ulmfit.pretrain.card import license_of
 from ulmfit.pretrain.modeldir import DIRECTIONS, WEIGHTS, ModelDir
 from ulmfit.spec import HUB, SHA1, ModelSpec, check_repo_id, model_name, source_label
-from ulmfit.zoo.hub import DOWNLOAD_ERRORS, download_error, download_model
+from ulmfit.zoo.catalogue import add_entry, get_entry
+from ulmfit.zoo.hub import DOWNLOAD_ERRORS, download_error, download_model, push_model
 
 
 def _git_blob_sha(path: Path) -> str:
@@ -106,3 +108,35 @@ def catalogue_entry(model_dir_or_repo: Path | str, repo_id: str, revision: str |
         "description": f"AWD-LSTM {arch['emb_sz']}/{arch['n_hid']}/{arch['n_layers']}, "
                        f"{config['tokenizer']['type']} {config['vocab_size']:,}",
     }
+
+
+def mirror_entry(name: str, to: str, *, repo_name: str | None = None, private: bool = False,
+                 token: str | None = None, cache_dir: Path | str | None = None,
+                 catalogue: Path | str | None = None) -> dict:
+    """Publish a third-party catalogue entry on the Hub and pin it, the whole step in one call.
+
+    Downloads the entry from its publisher and converts it (`fetch_third_party`: the converter checks that the
+    new model gives the old one's logits), pushes it to `TO/NAME` (`repo_name` to choose NAME) with a card that
+    names the source, the original URLs, the licence and the published figures, checks that the repository holds
+    the files pushed, and writes a catalogue entry pinning the commit and the sha256 of each weight file into the
+    user catalogue (or `catalogue`): from then on `NAME` downloads from the mirror. Returns the push result and the
+    entry.
+    """
+    from ulmfit.zoo.third_party import fetch_third_party  # the converter imports torch: only when mirroring
+
+    entry = get_entry(name)
+    if entry.third_party is None:
+        raise UlmfitError(f"{name} is already on the Hub (hf-hub:{entry.repo_id}); mirror names a third-party entry "
+                          "(`ulmfit list` shows them as third-party).")
+    if "/" in to or not to:
+        raise UlmfitError(f"--to takes the Hub user or organisation to publish under (e.g. my-org), not {to!r}.")
+    repo_id = check_repo_id(f"{to}/{repo_name or name}")
+    path = fetch_third_party(entry, cache_dir=cache_dir)
+    urls = ", ".join(entry.third_party["urls"].values())
+    pushed = push_model(path, repo_id, private=private, token=token,
+                        commit_message=f"Mirror {name} ({entry.third_party['format']}) from {urls}")
+    pinned = catalogue_entry(path, repo_id, revision=pushed["commit"], name=name)
+    pinned |= {k: v for k, v in (("description", entry.description), ("corpus", entry.corpus),
+                                  ("metrics", entry.metrics), ("license", entry.license)) if v}
+    written = add_entry(pinned, catalogue)
+    return pushed | {"entry": pinned, "catalogue": str(written)}

@@ -11,8 +11,9 @@ Wikipedia dump excerpt, cleaned by `ulmfit prepare`, plus WikiText-2's valid and
   `--labels-limit` examples (default 100; stratified, the other training texts still serve LM fine-tuning).
 - `fastai` rows: the forward model through fastai's own pipeline on the same data, the same pretrained weights
   and tokenizer, the same recipe (epochs, learning rates, batch sizes, dropouts, unfreezing steps):
-  `TextBlock.from_df` with fastai's `SentencePieceTokenizer` on the LM's `spm.model`, `language_model_learner`
-  + `load_pretrained` (fastai's `match_embeds`) + `fit_one_cycle`, `save_encoder`, `text_classifier_learner` +
+  `TextBlock.from_df` with fastai's `SentencePieceTokenizer` on the LM's `spm.model`, the LM exported by
+  `ulmfit export-fastai` into `language_model_learner(pretrained_fnames=...)` (fastai's `load_pretrained` and
+  `match_embeds`) + `fit_one_cycle`, `save_encoder`, `text_classifier_learner` +
   `load_encoder` + `freeze_to`/`unfreeze` steps, test predictions with `get_preds`. Its LM-valid split is fastai's
   seeded `RandomSplitter`, ours the same share by a seeded shuffle; both read the same texts.
 
@@ -31,7 +32,6 @@ import gzip
 import json
 import logging
 import lzma
-import pickle
 import re
 import sys
 import tempfile
@@ -49,6 +49,7 @@ from ulmfit.config import load_config
 from ulmfit.pretrain.modeldir import ModelDir
 from ulmfit.pretrain.prepare import PrepareOptions, prepare_corpus
 from ulmfit.pretrain.train import pretrain
+from ulmfit.zoo.fastai_bridge import export_fastai
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -116,6 +117,8 @@ def fastai_ulmfit(lm_dir: Path, data: ClassificationData, cfg: FinetuneConfig, m
     start = time.perf_counter()
     lm = ModelDir.open(lm_dir)
     config = lm.config
+    # the pretrained weights and vocabulary as fastai's language_model_learner loads them (`ulmfit export-fastai`)
+    export_fastai(lm, work, name="pretrained")
     # fastai's SentencePiece tokenizer on the LM's own model, after the rules the LM was pretrained with
     sp = SentencePieceTokenizer(lang=config["lang"], sp_model=lm_dir / config["tokenizer"]["file"], cache_dir=work)
     rules = [RULES[r] for r in config["tokenizer"]["rules"]]
@@ -124,16 +127,10 @@ def fastai_ulmfit(lm_dir: Path, data: ClassificationData, cfg: FinetuneConfig, m
     dls_lm = DataBlock(blocks=lm_block, get_x=ColReader("text"),
                        splitter=RandomSplitter(cfg.lm_valid_frac, seed=cfg.seed)).dataloaders(
         pd.DataFrame({"text": texts}), path=work, bs=cfg.lm_bs, seq_len=cfg.lm_bptt)
-    # the pretrained forward weights and vocabulary as fastai's load_pretrained reads them (written here, locally)
-    (work / "models").mkdir(parents=True, exist_ok=True)
-    model = lm.load_language_model("fwd")
-    torch.save(model.state_dict(), work / "models" / "pretrained.pth")
-    with open(work / "models" / "pretrained_vocab.pkl", "wb") as f:
-        pickle.dump(lm.tokenizer.itos, f)
     arch = dict(config["arch"])
-    learn = language_model_learner(dls_lm, AWD_LSTM, config=arch, drop_mult=cfg.lm_drop_mult, pretrained=False,
-                                   metrics=[accuracy, Perplexity()], path=work, wd=cfg.wd, moms=cfg.moms)
-    learn.load_pretrained(work / "models" / "pretrained.pth", work / "models" / "pretrained_vocab.pkl")
+    learn = language_model_learner(dls_lm, AWD_LSTM, config=arch, drop_mult=cfg.lm_drop_mult,
+                                   pretrained_fnames=["pretrained", "pretrained"], metrics=[accuracy, Perplexity()],
+                                   path=work, wd=cfg.wd, moms=cfg.moms)
     with learn.no_bar():
         learn.fit_one_cycle(cfg.lm_epochs_frozen, cfg.lm_lr_frozen)
         learn.unfreeze()

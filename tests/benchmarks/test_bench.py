@@ -62,7 +62,7 @@ def test_bench_writes_tables_and_plot(bench_run):
     out, _, output = bench_run
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
-    assert [r["task"] for r in rows] == ["my/trec", "en/imdb-train"]
+    assert [r["task"] for r in rows] == ["my/trec", "en/imdb"]
     assert results["settings"]["pretrained"] is True and results["settings"]["labels_limit"] is None
     trec = rows[0]
     assert trec["n_train"] == 120 and trec["n_test"] == 40 and trec["metric"] == "accuracy"
@@ -70,7 +70,7 @@ def test_bench_writes_tables_and_plot(bench_run):
     for row in rows:
         assert all(0 <= row[d] <= 1 for d in ("fwd", "bwd", "ensemble")) and row["seconds"] > 0
     with (out / "results.csv").open(encoding="utf-8") as f:
-        assert [r["task"] for r in csv.DictReader(f)] == ["my/trec", "en/imdb-train"]
+        assert [r["task"] for r in csv.DictReader(f)] == ["my/trec", "en/imdb"]
     table = (out / "results.md").read_text()
     assert "| my/trec | en | 120 | accuracy |" in table and "96.40" in table
     assert "| my/trec | en | 120 | accuracy |" in output  # the CLI prints the table
@@ -100,7 +100,7 @@ def test_results_go_into_the_language_models_card(bench_run, en_sp_lm):
     card = model_card(en_sp_lm, "org/en-tiny", bench_results=out / "results.json")
     results = {(r.dataset_type, r.metric_name): r.metric_value for r in card.data.eval_results}
     for row in rows:
-        assert results[(row["task"], "accuracy (ensemble)")] == row["ensemble"]
+        assert results[(row["dataset"], "accuracy (ensemble)")] == row["ensemble"]
 
 
 def test_rerun_keeps_finished_tasks_and_refuses_other_settings(bench_run):

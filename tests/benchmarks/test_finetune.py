@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -324,3 +325,17 @@ def test_scores_against_hand_counts():
     got = scores(truth, probs, multi_label=True)
     assert got["accuracy"] == 0.5 and got["micro_f1"] == pytest.approx(4 / 6)
     assert got["macro_f1"] == pytest.approx((1 + 0 + 2 / 3) / 3)
+
+
+def test_a_language_model_with_one_direction_fine_tunes_that_one(en_sp_lm, imdb, tmp_path, caplog):
+    lm = tmp_path / "fwd-only"
+    shutil.copytree(en_sp_lm, lm)
+    shutil.rmtree(lm / "bwd")
+    config = json.loads((lm / "config.json").read_text())
+    (lm / "config.json").write_text(json.dumps(config | {"directions": ["fwd"]}))
+    cfg = load_finetune_config("tiny", NO_EPOCHS)
+    out = finetune(lm, imdb, tmp_path / "clf", cfg)  # both asked for, by default
+    assert ModelDir.open(out).directions == ["fwd"] and "has only fwd: training fwd only" in caplog.text
+    with pytest.raises(UlmfitError, match="has no bwd model .*ask for --direction fwd"):
+        finetune(lm, imdb, tmp_path / "clf-bwd", cfg, directions="bwd")
+    assert not (tmp_path / "clf-bwd").exists()

@@ -18,6 +18,7 @@ from ulmfit.benchmarks.tasks import (
     get_task,
     limit_labels,
     list_tasks,
+    slug,
     task_from_csv,
     task_from_file,
 )
@@ -229,7 +230,7 @@ def test_task_from_file_tsv_with_other_columns_and_carved_splits(tmp_path):
     spec = _write(tmp_path / "spec.yml", "lang: de\ntrain: all.tsv\ntext_col: sentence\nlabel_col: topic\n"
                                          "valid_frac: 0.2\nseed: 3\n")
     task = task_from_file(spec)
-    assert task.id == "de/all"
+    assert task.id == f"de/{slug(tmp_path.name)}"  # all.tsv names no task: its folder does
     data = task.load()
     assert (len(data.train), len(data.valid), len(data.test)) == (70, 20, 10)
     assert data.labels == ["a", "b"]

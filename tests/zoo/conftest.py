@@ -1,4 +1,5 @@
-"""Tiny model directories, trained once per test session, for the zoo's tests."""
+"""Tiny model directories, trained once per test session, for the zoo's tests (the local Hub's `hub` fixture is in
+tests/conftest.py)."""
 from __future__ import annotations
 
 import shutil
@@ -48,3 +49,12 @@ def sp_model_dir(_sp_model, tmp_path) -> Path:
 def word_model_dir(_word_model, tmp_path) -> Path:
     """A fresh copy of a tiny word-level model directory (fwd and bwd) that the test may change."""
     return _copy(_word_model, tmp_path / "word-model")
+
+
+@pytest.fixture
+def run_dir(sp_model_dir):
+    """A tiny model directory as a run leaves it: with run state that must never be published."""
+    (sp_model_dir / "checkpoints").mkdir(exist_ok=True)
+    (sp_model_dir / "checkpoints" / "fwd-epoch0.pt").write_bytes(b"optimizer state")
+    (sp_model_dir / "run.json").write_text("{}")
+    return sp_model_dir

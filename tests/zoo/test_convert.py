@@ -293,6 +293,74 @@ def test_a_vocabulary_pickle_that_runs_code_is_refused(tmp_path, allow_pickle):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
+# fastai 0.7's spellings of the special tokens (the ULMFiT paper's imdb scripts), in the order of a real itos.
+OLD_SPECIALS = ["_unk_", "_pad_", "xbos", "xfld", "t_up", "tk_rep", "tk_wrep"]
+
+
+def v1_learn_save(folder: Path, itos: list[str], opt_extra: dict | None = None) -> torch.nn.Module:
+    """What fastai v1's `learn.save('lm')` wrote, by torch 1.x (the legacy, not zip, format): `models/lm.pth` holding
+    `{'model': state_dict, 'opt': OptimWrapper.state_dict()}`. The state dict's tied embedding, its dropout copy
+    and the decoder share one storage; the optimizer state holds the torch optimizer's state, numpy scalars and
+    arrays (fastai v1 kept learning rates as numpy values), a dtype and `partial(optim.Adam, ...)`."""
+    import functools
+
+    import numpy as np
+
+    model = tiny_lm(len(itos), seed=4)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.tensor([[2, 9, 10]]))[0].sum().backward()
+    opt.step()
+    model.eval()
+    state = v1_state_dict(model)
+    assert state["0.encoder.weight"].data_ptr() == state["1.decoder.weight"].data_ptr()
+    wrapper = {"opt_state": opt.state_dict(), "lr": [np.float64(1e-3), np.float64(3e-3)], "wd": np.float32(0.01),
+               "beta": None, "mom": np.float64(0.9), "opt_func": functools.partial(torch.optim.Adam, betas=(0.9, 0.99)),
+               "true_wd": True, "bn_wd": True, "lr_range": np.array([1e-3, 3e-3]), "dtype": np.dtype("float32")}
+    (folder / "models").mkdir(parents=True)
+    torch.save({"model": state, "opt": wrapper | (opt_extra or {})}, folder / "models" / "lm.pth",
+               _use_new_zipfile_serialization=False)
+    with open(folder / "itos.pkl", "wb") as f:
+        pickle.dump(itos, f)
+    return model
+
+
+def test_a_fastai_v1_learn_save_file_converts_without_allow_pickle(tmp_path):
+    itos = OLD_SPECIALS + EN_WORDS
+    model = v1_learn_save(tmp_path / "old-lm", itos)
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "old-lm"), "--to", str(tmp_path / "new"),
+                                      "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert config["converted_from"]["format"] == "fastai" and "fastai_replace_maj" in config["tokenizer"]["rules"]
+    new_itos = json.loads((tmp_path / "new" / "vocab.json").read_text())
+    assert new_itos[:9] == SPECIAL_TOKENS and "_unk_" not in new_itos and "xbos" not in new_itos
+    lm = from_pretrained(tmp_path / "new")
+    renamed = dict(zip(OLD_SPECIALS, ["xxunk", "xxpad", "xxbos", "xxfld", "xxup", "xxrep", "xxwrep"]))
+    new_id = {t: new_itos.index(renamed.get(t, t)) for t in itos}
+    emb, old_emb = lm.model[0].encoder.weight, model[0].encoder.weight
+    for i, old in enumerate(itos):  # every token, special ones included, keeps its row
+        assert torch.equal(emb[new_id[old]], old_emb[i]), old
+    assert torch.allclose(emb[new_itos.index("xxmaj")], old_emb.mean(0))  # fastai 0.7 had no xxmaj
+    words = ["xbos", "the", "cat", "sat", "on", "a", "mat", "."]
+    perm = [new_id[t] for t in itos]
+    got = logits(lm.model, [new_id[w] for w in words])[:, perm]
+    assert torch.allclose(got, logits(model, [itos.index(w) for w in words]), atol=1e-6)
+
+
+def test_a_pickle_in_the_optimizer_state_that_would_run_code_is_still_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    v1_learn_save(tmp_path / "old-lm", OLD_SPECIALS + EN_WORDS, {"callback": RunsCode(marker)})
+    with pytest.raises(UlmfitError, match=r"needs arbitrary Python objects \((posix|nt|os)\.system\).*--allow-pickle"):
+        convert(tmp_path / "old-lm", tmp_path / "new", lang="en")
+    assert not marker.exists() and not (tmp_path / "new").exists()
+
+
+def test_a_fastai_checkpoint_without_a_language_asks_for_one(tmp_path):
+    v1_learn_save(tmp_path / "old-lm", OLD_SPECIALS + EN_WORDS)
+    with pytest.raises(UlmfitError, match="does not say its language .*give it with --lang"):
+        convert(tmp_path / "old-lm", tmp_path / "new")
+
+
 # --- bad input -----------------------------------------------------------------------------------------------------
 
 def test_bad_checkpoints_fail_with_one_sentence(wt103, tmp_path):
@@ -372,6 +440,34 @@ def test_fetch_third_party_downloads_and_converts_once(wt103, server, tmp_path, 
     assert torch.equal(fwd.model[1].decoder.bias.sort().values, models["fwd"][1].decoder.bias.sort().values)
     bwd = from_pretrained("en-test-wt103", direction="bwd", local_files_only=True)
     assert bwd.direction == "bwd" and len(server.requests) == 2  # the second call makes no request
+
+
+def test_third_party_downloads_obey_hf_home_and_hf_hub_offline(wt103, server, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    src, _, _ = wt103
+    server.put("models/wt103-fwd.tgz", (src / "wt103-fwd.tgz").read_bytes())
+    entry = validate_entry(catalogue_entry("en-test-wt103", server.url, {"wt103-fwd.tgz": None}) |
+                           {"directions": ["fwd"], "metrics": {"fwd": {"valid_ppl": 29.5}}})
+    monkeypatch.delenv("ULMFIT_CACHE", raising=False)
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(UlmfitError, match=r"en-test-wt103 is not in the cache \(.*hf-home/ulmfit/third_party/"
+                                          r"en-test-wt103\) and downloads are off \(HF_HUB_OFFLINE=1.*it needs "
+                                          r"wt103-fwd.tgz \(http://127.0.0.1"):
+        fetch_third_party(entry)
+    assert server.requests == []
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    path = fetch_third_party(entry)
+    assert path == tmp_path / "hf-home" / "ulmfit" / "third_party" / "en-test-wt103"
+    config = json.loads((path / "config.json").read_text())
+    assert config["metrics"] == {"fwd": {"valid_ppl": 29.5}}  # the publisher's figures, named as such in the card
+    card = (path / "README.md").read_text()
+    assert "name: published with fastai's WikiText-103" in card and "original release published" in card
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert fetch_third_party(entry) == path  # converted once: offline is fine from now on
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert fetch_third_party(entry, force_download=True) == path and len(server.requests) == 2
 
 
 def test_fetch_third_party_corrupt_downloads(wt103, server, tmp_path):

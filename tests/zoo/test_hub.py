@@ -1,16 +1,9 @@
-"""Publishing to and downloading from the Hub, against the local Hub server (`tests/hub_server.py`) on 127.0.0.1.
-
-huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE when it is imported, so the `hub` fixture sets the
-environment (for subprocesses: the CLI round trip runs `python -m ulmfit` as a user would) and points the already
-imported `huggingface_hub.constants` at the same places (for the in-process tests).
-"""
+"""Publishing to and downloading from the Hub, against the local Hub server (`tests/hub_server.py`) on 127.0.0.1
+(the `hub` fixture is in conftest.py)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +11,7 @@ import torch
 from huggingface_hub import HfApi, ModelCard, constants
 from typer.testing import CliRunner
 
-from tests.hub_server import serve
+from tests.conftest import FWD, REPO, TOKEN
 from ulmfit.cli import app
 from ulmfit.errors import UlmfitError
 from ulmfit.files import file_digest, write_json
@@ -29,72 +22,6 @@ from ulmfit.zoo.pin import catalogue_entry
 from ulmfit.zoo.pretrained import from_pretrained
 
 torch.set_num_threads(1)
-TOKEN = "hf_local_test_token"
-REPO = "tester/en-tiny"
-FWD = "fwd/model.safetensors"
-
-
-def _point_client(monkeypatch, url: str, home: Path) -> None:
-    """What huggingface_hub.constants would hold had HF_ENDPOINT and HF_HOME been set before its import."""
-    values = {"ENDPOINT": url, "HUGGINGFACE_CO_URL_TEMPLATE": url + "/{repo_id}/resolve/{revision}/{filename}",
-              "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_ASSETS_CACHE": str(home / "assets"),
-              "HF_TOKEN_PATH": str(home / "token"), "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
-              "AGENT_HARNESSES_PATH": str(home / ".agent_harnesses.json"), "HF_HUB_OFFLINE": False}
-    for name, value in values.items():
-        monkeypatch.setattr(constants, name, value)
-
-
-class Hub:
-    """The running local Hub, the client environment pointing at it, and helpers to drive both."""
-
-    def __init__(self, server, env: dict, monkeypatch):
-        self.server, self.state, self.env, self.monkeypatch = server, server.state, env, monkeypatch
-        self.home = Path(env["HF_HOME"])
-
-    def cli(self, *args: str, offline: bool = False) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))} | self.env
-        if offline:
-            env["HF_HUB_OFFLINE"] = "1"
-        return subprocess.run([sys.executable, "-m", "ulmfit", *args], env=env, capture_output=True, text=True,
-                              timeout=120)
-
-    def offline(self) -> None:
-        self.monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        self.monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-    def files(self, repo_id: str, rev: str = "main") -> dict[str, bytes]:
-        repo = self.state.load(repo_id)
-        commit = repo["commits"][self.state.resolve(repo, rev)]
-        return {path: self.state.blob(f["oid"]) for path, f in commit["files"].items()}
-
-    def gets(self, path: str) -> int:
-        """How many times the server sent a file's bytes."""
-        return sum(1 for method, p in self.state.requests if method == "GET" and "/resolve/" in p
-                   and p.endswith("/" + path))
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    server = serve(tmp_path / "hub-root")
-    env = {"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": TOKEN,
-           "HF_HUB_DISABLE_TELEMETRY": "1", "ULMFIT_CATALOGUE": str(tmp_path / "catalogue.yaml"),
-           "NO_PROXY": "127.0.0.1,localhost"}
-    for name in [k for k in os.environ if k.startswith(("HF_", "HUGGINGFACE_"))]:
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    _point_client(monkeypatch, server.url, tmp_path / "hf-home")
-    yield Hub(server, env, monkeypatch)
-    server.stop()
-
-
-@pytest.fixture
-def run_dir(sp_model_dir):
-    """A tiny model directory as a run leaves it: with run state that must never be published."""
-    (sp_model_dir / "checkpoints").mkdir(exist_ok=True)
-    (sp_model_dir / "checkpoints" / "fwd-epoch0.pt").write_bytes(b"optimizer state")
-    (sp_model_dir / "run.json").write_text("{}")
-    return sp_model_dir
 
 
 def _pinned(hub, run_dir, **push) -> dict:
@@ -173,7 +100,9 @@ def test_model_card_validates_and_holds_the_metadata(sp_model_dir, tmp_path):
                           ("stanfordnlp/imdb", "accuracy (backward)"): 0.8,
                           ("stanfordnlp/imdb", "accuracy (ensemble)"): 0.83, ("en/trec", "accuracy (ensemble)"): 0.9}
     text = parsed.text
-    assert 'ulmfit.from_pretrained("hf-hub:org/en-tiny")' in text and "Howard" in text and "MultiFiT" in text
+    assert 'ulmfit.from_pretrained("org/en-tiny")' in text and "Howard" in text and "MultiFiT" in text
+    assert data.pipeline_tag == "text-generation"
+    assert "ulmfit export-fastai org/en-tiny fastai-lm" in text and 'pretrained_fnames=["en-tiny", "en-tiny"]' in text
     assert f"{config['corpus']['tokens']['train']:,}" in text  # corpus size in the body
 
 
@@ -346,3 +275,77 @@ def test_classifier_directory_is_published_with_its_eval_results(hub, sp_model_d
     assert set(PUBLISHED_FILES) >= {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
     with pytest.raises(UlmfitError, match="is a classifier; the catalogue names language models"):
         catalogue_entry(clf, "tester/en-tiny-imdb")
+
+
+def test_push_keeps_a_card_edited_on_the_hub_unless_asked_to_replace_it(hub, run_dir, tmp_path):
+    first = push_model(run_dir, REPO)
+    assert first["card"] == "written" and "README.md" in first["files"]
+    edited = hub.files(REPO)["README.md"].decode().replace("## Limitations", "## Limitations\n\nEdited by hand.")
+    HfApi().upload_file(path_or_fileobj=edited.encode(), path_in_repo="README.md", repo_id=REPO)
+    again = push_model(run_dir, REPO)
+    assert again["card"] == "kept" and "README.md" not in again["files"]
+    assert hub.files(REPO)["README.md"].decode() == edited
+    bench = tmp_path / "results.json"
+    bench.write_text(json.dumps({"rows": [{"task": "en/trec6", "metric": "accuracy", "fwd": 0.9, "ensemble": 0.92,
+                                           "dataset": "CogComp/trec", "split": "test"}]}))
+    runner = CliRunner()
+    merged = runner.invoke(app, ["push", str(run_dir), "--repo-id", REPO, "--bench-results", str(bench)])
+    assert merged.exit_code == 0, merged.output
+    assert "kept the model card" in merged.output and "--replace-card" in merged.output
+    card = ModelCard(hub.files(REPO)["README.md"].decode())
+    assert "Edited by hand." in card.text and "en/trec6" not in card.text  # the text is the edited one
+    results = {(r.dataset_type, r.metric_name): r.metric_value for r in card.data.eval_results}
+    assert results[("CogComp/trec", "accuracy (ensemble)")] == 0.92
+    assert any(r.metric_type == "perplexity" for r in card.data.eval_results)  # the old model-index stays
+    assert "CogComp/trec" in card.data.datasets
+    replaced = runner.invoke(app, ["push", str(run_dir), "--repo-id", REPO, "--bench-results", str(bench),
+                                   "--replace-card"])
+    assert replaced.exit_code == 0, replaced.output
+    text = hub.files(REPO)["README.md"].decode()
+    assert "Edited by hand." not in text and "| en/trec6 | accuracy |" in text
+
+
+def test_from_pretrained_takes_huggingface_hubs_arguments(hub, run_dir, tmp_path):
+    first = push_model(run_dir, REPO, private=True)
+    dev = push_model(run_dir, REPO, revision="dev")
+    hub.monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(UlmfitError, match="private and no token is set"):
+        from_pretrained(REPO)
+    lm = from_pretrained(REPO, token=TOKEN)  # a bare ORG/NAME, a private repository, an explicit token
+    assert lm.path.name == first["commit"] and lm.direction == "fwd"
+    assert from_pretrained(REPO, token=TOKEN, revision="dev").path.name == dev["commit"]
+    before = hub.gets(FWD)
+    again = from_pretrained(REPO, token=TOKEN, force_download=True)
+    assert again.path == lm.path and hub.gets(FWD) == before + 1
+    elsewhere = from_pretrained(f"hf-hub:{REPO}", token=TOKEN, cache_dir=tmp_path / "my-cache")
+    assert elsewhere.path.is_relative_to(tmp_path / "my-cache")
+    hub.server.stop()
+    assert from_pretrained(REPO, local_files_only=True).path == lm.path
+    fwd, bwd = from_pretrained(REPO, local_files_only=True, direction="both")
+    assert (fwd.direction, bwd.direction) == ("fwd", "bwd")
+
+
+def test_save_pretrained_and_push_to_hub(hub, run_dir, tmp_path):
+    lm = from_pretrained(run_dir)
+    with torch.no_grad():
+        lm.model[1].decoder.bias += 1  # as if fine-tuned
+    saved = lm.save_pretrained(tmp_path / "saved")
+    again, bwd = from_pretrained(saved, direction="both")
+    assert torch.equal(again.model[1].decoder.bias, lm.model[1].decoder.bias)
+    original_bwd = from_pretrained(run_dir, direction="bwd")
+    assert torch.equal(bwd.model[0].encoder.weight, original_bwd.model[0].encoder.weight)
+    assert json.loads((saved / "config.json").read_text())["arch"] == lm.config["arch"]
+    assert (saved / "README.md").is_file() and (saved / "spm.model").read_bytes() == (run_dir / "spm.model").read_bytes()
+    assert not (saved / "checkpoints").exists() and not (saved / "run.json").exists()
+    assert lm.save_pretrained(saved) == saved  # a model directory is replaced
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(UlmfitError, match="holds other files"):
+        lm.save_pretrained(tmp_path / "busy")
+
+    result = lm.push_to_hub("tester/en-tiny-ft", commit_message="fine-tuned")
+    hub.monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "fresh-home" / "hub"))
+    pulled = from_pretrained("tester/en-tiny-ft")
+    assert pulled.path.name == result["commit"] and pulled.path.is_relative_to(tmp_path / "fresh-home")
+    assert torch.equal(pulled.model[1].decoder.bias, lm.model[1].decoder.bias)
+    assert ModelCard(hub.files("tester/en-tiny-ft")["README.md"].decode()).data.model_name == "en-tiny-ft"

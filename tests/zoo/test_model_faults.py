@@ -13,7 +13,6 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from tests.faults import assert_one_line_error
-from tests.zoo.test_hub import hub  # noqa: F401  (the local Hub fixture)
 from ulmfit.cli import app
 from ulmfit.errors import UlmfitError
 from ulmfit.pretrain.modeldir import ModelDir
