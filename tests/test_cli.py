@@ -74,9 +74,11 @@ def test_listing_commands_start_without_torch(args):
 
 
 def test_info_on_a_model_directory_starts_without_torch(tmp_path):
-    config = {"format": "ulmfit-model", "lang": "en", "vocab_size": 10, "directions": ["fwd"],
-              "tokenizer": {"type": "sentencepiece", "file": "spm.model", "rules": []},
-              "arch": {"emb_sz": 8, "n_hid": 8, "n_layers": 1}}
+    from ulmfit.config import load_config
+    from ulmfit.pretrain.modeldir import language_model_config
+
+    config = language_model_config(load_config("tiny"), 10, "en", {"type": "sentencepiece", "file": "spm.model",
+                                                                  "rules": []}) | {"directions": ["fwd"]}
     (tmp_path / "config.json").write_text(json.dumps(config))
     code = ("import sys\nfrom ulmfit.cli import app\ntry:\n    app(['info', sys.argv[1]])\nexcept SystemExit as e:\n"
             "    assert not e.code, e.code\nassert 'torch' not in sys.modules\n")

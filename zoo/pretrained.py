@@ -35,10 +35,13 @@ def resolve_model(spec: str | Path | ModelSpec, *, revision: str | None = None,
     if spec.kind == HUB:
         from ulmfit.zoo.hub import download_model
 
+        from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
         try:
             return download_model(spec.name, revision=spec.revision, token=token, **fetch)
         except UlmfitError as e:
-            if spec.bare:
+            # ORG/NAME could have been a folder: where the Hub has no such repository, say both
+            if spec.bare and isinstance(e.__cause__, (RepositoryNotFoundError, HFValidationError)):
                 raise UlmfitError(f"there is no model directory at {spec.name}, and as a Hub repository: {e}") from e
             raise
     if spec.kind == CATALOGUE:

@@ -75,7 +75,8 @@ def test_a_config_naming_a_tokenizer_outside_the_snapshot_is_not_read(hub, run_d
         (run_dir / "config.json").write_text(json.dumps(config))
         HfApi().create_repo("tester/hostile", exist_ok=True)
         HfApi().upload_folder(repo_id="tester/hostile", folder_path=run_dir, allow_patterns=["config.json", FWD])
-        with pytest.raises(UlmfitError, match="names the tokenizer 'sentencepiece' with the file"):
+        with pytest.raises(UlmfitError, match=r"^hf-hub:tester/hostile: config.json has tokenizer.file = .* but it "
+                                              "must be 'spm.model'"):
             from_pretrained("tester/hostile")
 
 
