@@ -36,7 +36,8 @@ class SpacyWordTokenizer:
         return type(self), (self.code, self.config, self.batch_size)
 
     def __call__(self, texts: Iterable[str]) -> Iterator[list[str]]:
-        for doc in self.nlp.pipe(map(str, texts), batch_size=self.batch_size):
+        # the tokenizer alone: a blank pipeline has nothing else to run, and `nlp.pipe` costs a third more
+        for doc in self.nlp.tokenizer.pipe(map(str, texts), batch_size=self.batch_size):
             yield [tok.text for tok in doc]
 
 

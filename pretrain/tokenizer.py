@@ -46,6 +46,11 @@ def train_sentencepiece(lines: Iterable[str], model_dir: Path, vocab_size: int, 
             # SentencePiece's default seeds 1M candidate pieces; 10× the vocabulary trains faster and, measured
             # on the uk and ja dump excerpts, compresses the valid split as well (benchmarks/prepare_speed.py).
             seed_sentencepiece_size=max(10 * vocab_size, 10_000),
+            # One EM sub-iteration per pruning step and pruning to 60 % (defaults 2 and 75 %): about half the CPU
+            # time, with as good a compression of held-out text (chars per token on the valid split of the uk, ja
+            # and vi excerpts: 3.914 / 1.735 / 3.778 against 3.912 / 1.730 / 3.777 with the defaults).
+            num_sub_iterations=1,
+            shrinking_factor=0.6,
             shuffle_input_sentence=True,
             max_sentence_length=1 << 16,
             num_threads=threads,

@@ -64,6 +64,8 @@ NOTES = {
     "tokens": "ids written: ulmfit meta.json tokens (train + valid, one xxbos per article); the peer's "
               "numericalized tokens of every text (fastai's rules add xxbos to each).",
     "articles": "articles tokenized: ulmfit's train + valid; the peer's texts from wikiextractor.",
+    "chars": "characters of cleaned text tokenized: ulmfit meta.json cleaned chars (train + valid); the peer's "
+             "wikiextractor texts. The two cleaners keep different amounts of text (see clean_quality.json).",
     "peer_steps": "the peer child's own wall seconds per step: extract (wikiextractor, with any decompression it "
                   "needed), setup (SentencePiece training, for the SentencePiece peer), tokenize (tokenize_texts), "
                   "numericalize (Numericalize setup and application).",
@@ -72,6 +74,9 @@ NOTES = {
                                   "ulmfit-sentencepiece vs peer-sentencepiece; word: ulmfit-word vs peer-word); "
                                   "above 1, ulmfit is faster. The summary gives their geometric mean and least "
                                   "value over the dumps where both ran.",
+    "speedup_cpu_per_char": "the same CPU ratio per character of cleaned text each pipeline tokenized (peer CPU s "
+                            "per char / ulmfit CPU s per char): the speed at equal text, where wikiextractor keeps "
+                            "less of an article than ulmfit's cleaner.",
 }
 
 
@@ -148,6 +153,7 @@ def run_ulmfit(kind: str, dump: Path, lang: str, work: Path, workers: int) -> di
     shutil.rmtree(out, ignore_errors=True)
     return _measured(res) | {
         "articles": sum(meta["articles"].values()), "tokens": sum(meta["tokens"].values()),
+        "chars": sum(meta["cleaned"]["chars"].values()),
         "vocab_size": meta["vocab_size"],
         "ulmfit_steps": {"seconds": meta["seconds"], "cpu_seconds": meta.get("cpu_seconds", {})}}
 
@@ -207,7 +213,8 @@ def peer_child(dump: Path, lang: str, kind: str, work: Path, workers: int, feed:
     num.setup(tokens)
     n_tokens = sum(len(num(t)) for t in tokens)
     steps["numericalize"] = time.perf_counter() - start
-    return emit({"articles": len(texts), "tokens": n_tokens, "vocab_size": len(num.vocab),
+    return emit({"articles": len(texts), "tokens": n_tokens, "chars": sum(map(len, texts)),
+                 "vocab_size": len(num.vocab),
                  "peer_steps": {k: round(v, 2) for k, v in steps.items()}})
 
 
@@ -232,13 +239,16 @@ def benchmark_dump(dump: Path, workers: int, work: Path) -> dict[str, Any]:
         if "cpu_seconds" in a and "cpu_seconds" in b:
             row[f"speedup_cpu_{kind}"] = round(b["cpu_seconds"] / a["cpu_seconds"], 3)
             row[f"speedup_wall_{kind}"] = round(b["wall_seconds"] / a["wall_seconds"], 3)
+            if a["chars"] and b["chars"]:
+                row[f"speedup_cpu_per_char_{kind}"] = round(b["cpu_seconds"] / b["chars"] * a["chars"]
+                                                            / a["cpu_seconds"], 3)
     return row
 
 
 def summarize(rows: list[dict]) -> dict[str, Any]:
     summary = {}
     for kind in PAIRS:
-        for what in ("cpu", "wall"):
+        for what in ("cpu", "wall", "cpu_per_char"):
             values = [r[f"speedup_{what}_{kind}"] for r in rows if f"speedup_{what}_{kind}" in r]
             summary[f"speedup_{what}_{kind}"] = {"geomean": _geomean(values), "least": min(values, default=None),
                                                  "dumps": len(values)}
