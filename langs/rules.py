@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import html
 import re
-import sys
 from typing import Callable
 
 from ulmfit.errors import UlmfitError
@@ -33,19 +32,10 @@ _RE_REP = re.compile(r"(\S)(\1{2,})")
 _RE_WREP = re.compile(r"(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)")
 _RE_SPEC = re.compile(r"([/#\\])")
 _RE_SPACES = re.compile(" {2,}")
+_WHITESPACE_RUN = re.compile(r"(\s+)")
 
 _RE_ASCII_ALL_CAPS = re.compile(r"(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))")
 _RE_ASCII_MAJ = re.compile(r"(\s|^)([A-Z][^A-Z\s]*)(?=(\s|$))")
-
-
-@functools.cache
-def _unicode_case_patterns() -> tuple[re.Pattern, re.Pattern]:
-    """fastai's all-caps and capitalised-word patterns with `[A-Z]`/`[a-z]` widened to every cased letter; built on
-    first use (it walks all of Unicode: 0.4 s), so that importing this module stays cheap."""
-    upper = re.escape("".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isupper() and c.lower() != c))
-    lower = re.escape("".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.islower()))
-    return (re.compile(rf"(\s|^)([{upper}]+[^{lower}\s]*)(?=(\s|$))"),
-            re.compile(rf"(\s|^)([{upper}][^{upper}\s]*)(?=(\s|$))"))
 
 
 def fix_html(text: str) -> str:
@@ -79,14 +69,34 @@ def _mark_case(pattern: re.Pattern, marker: str, text: str) -> str:
     return pattern.sub(lambda m: f"{m[1]}{marker + ' ' if len(m[2]) > 1 else ''}{m[2].lower()}", text)
 
 
+def _is_upper(c: str) -> bool:
+    return c.isupper() and c.lower() != c
+
+
+# fastai's case patterns look at one whitespace-delimited word at a time, so the rules below map word by word: each
+# distinct word once (a regex with every cased letter of Unicode in its classes costs 3x more, and 0.4 s to build).
+@functools.lru_cache(maxsize=1 << 17)
+def _all_caps_word(word: str) -> str:
+    if word and _is_upper(word[0]) and not any(c.islower() for c in word):
+        return f"{TK_UP} {word.lower()}" if len(word) > 1 else word.lower()
+    return word
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _maj_word(word: str) -> str:
+    if word and _is_upper(word[0]) and not any(map(_is_upper, word[1:])):
+        return f"{TK_MAJ} {word.lower()}" if len(word) > 1 else word.lower()
+    return word
+
+
 def replace_all_caps(text: str) -> str:
     """Lower-case words written in capitals and put `xxup` before those longer than one letter."""
-    return _mark_case(_unicode_case_patterns()[0], TK_UP, text)
+    return "".join(map(_all_caps_word, _WHITESPACE_RUN.split(text)))
 
 
 def replace_maj(text: str) -> str:
     """Lower-case capitalised words and put `xxmaj` before those longer than one letter."""
-    return _mark_case(_unicode_case_patterns()[1], TK_MAJ, text)
+    return "".join(map(_maj_word, _WHITESPACE_RUN.split(text)))
 
 
 def lowercase(text: str) -> str:

@@ -35,7 +35,7 @@ from ulmfit.langs.rules import default_rules, make_preprocessor
 from ulmfit.pretrain import tokenizer as tk
 from ulmfit.pretrain.clean import clean_wikitext, tidy_plain
 from ulmfit.pretrain.corpus import SPLITS, Corpus
-from ulmfit.pretrain.parallel import default_workers, ordered_map
+from ulmfit.pretrain.parallel import WorkerPool, default_workers, ordered_map
 from ulmfit.pretrain.sources import Batch, DumpSource, HubSource, Source, TextSource
 
 log = logging.getLogger(__name__)
@@ -113,10 +113,12 @@ class _Run:
     workers: int
     stats: dict
 
-    def workers_for(self, split: str) -> int:
-        """No more worker processes than the split has batches: each one loads its tokenizer (spaCy takes seconds),
-        which a small split would not repay."""
-        return max(1, min(self.workers, -(-self.stats["articles"][split] // BATCH_DOCS)))
+    def encoders(self, kind: str, model: Path | None = None, dtype: np.dtype | None = None) -> WorkerPool:
+        """Worker processes for encoding both splits, each with its encoder (`_init_encoder`); no more of them than
+        there are batches, since each one loads its tokenizer (spaCy takes a second) once."""
+        batches = sum(-(-self.stats["articles"][s] // BATCH_DOCS) for s in SPLITS)
+        return WorkerPool(max(1, min(self.workers, batches)), initializer=_init_encoder,
+                          initargs=(kind, model and str(model), self.lang.code, self.rules, dtype and dtype.name))
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -376,15 +378,12 @@ def _encode_sentencepiece(run: _Run) -> dict:
                 break
         per_char = sum(len(ids) + 1 for ids in encoder(sample)) / max(1, n)
         keep = min(1.0, 1.05 * options.max_tokens / max(1.0, per_char * run.stats["chars"]["train"]))
-    dtype = tk.ids_dtype(len(encoder))
-    initargs = ("sentencepiece", str(model), run.lang.code, run.rules, dtype.name)
+    with run.encoders("sentencepiece", model, tk.ids_dtype(len(encoder))) as pool:
+        def encoded(split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            docs = _sampled(corpus.read_docs(split), keep if split == "train" else 1.0)
+            return pool.map(_encode_batch, batched(docs, BATCH_DOCS))
 
-    def encoded(split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        docs = _sampled(corpus.read_docs(split), keep if split == "train" else 1.0)
-        return ordered_map(_encode_batch, batched(docs, BATCH_DOCS), run.workers_for(split), initializer=_init_encoder,
-                           initargs=initargs)
-
-    return _write_ids(run, encoded, len(encoder), keep)
+        return _write_ids(run, encoded, len(encoder), keep)
 
 
 def _write_ids(run: _Run, encoded, vocab_size: int, keep: float) -> dict:
@@ -430,19 +429,18 @@ def _encode_words(run: _Run) -> dict:
     tok_dir.mkdir(exist_ok=True)
     counts: Counter = Counter()
     total = 0
-    for split in SPLITS:
-        with gzip.open(tok_dir / f"{split}.jsonl.gz", "wt", encoding="utf-8", compresslevel=1) as f, \
-                tqdm(total=run.stats["articles"][split], desc=f"tokenizing {split}", unit=" articles",
-                     disable=None) as bar:
-            docs = batched(corpus.read_docs(split), BATCH_DOCS)
-            for batch in ordered_map(_tokenize_batch, docs, run.workers_for(split), initializer=_init_encoder,
-                                     initargs=("word", None, run.lang.code, run.rules)):
-                for toks in batch:
-                    f.write(json.dumps(toks, ensure_ascii=False) + "\n")
-                    if split == "train":
-                        counts.update(toks)
-                        total += len(toks) + 1
-                bar.update(len(batch))
+    with run.encoders("word") as pool:
+        for split in SPLITS:
+            with gzip.open(tok_dir / f"{split}.jsonl.gz", "wt", encoding="utf-8", compresslevel=1) as f, \
+                    tqdm(total=run.stats["articles"][split], desc=f"tokenizing {split}", unit=" articles",
+                         disable=None) as bar:
+                for batch in pool.map(_tokenize_batch, batched(corpus.read_docs(split), BATCH_DOCS)):
+                    for toks in batch:
+                        f.write(json.dumps(toks, ensure_ascii=False) + "\n")
+                        if split == "train":
+                            counts.update(toks)
+                            total += len(toks) + 1
+                    bar.update(len(batch))
     itos = tk.build_word_vocab(counts, options.vocab_size, options.min_freq)
     tk.write_word_vocab(corpus.path / tk.WORD_VOCAB, itos)
     stoi = {t: i for i, t in enumerate(itos)}

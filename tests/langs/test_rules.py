@@ -50,3 +50,14 @@ def test_rules_module_imports_no_torch():
     code = "import sys, ulmfit.langs.rules, ulmfit.pretrain.prepare; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["replace_all_caps", "replace_maj"])
+def test_unicode_case_rules_are_fastais_on_ascii_text(name, shared_data):
+    """The case rules mark capitals in any script; on ASCII text they are fastai's rules exactly."""
+    with lzma.open(shared_data / "en/wikitext-2/valid.txt.xz", "rt", encoding="utf-8") as f:
+        lines = [line for line in f if line.isascii()]
+    lines += ["A", "AB c", "I", "X-RAY Mc", "  Ab  CD\tEf\n", "ABC's", "Ab1 A1b 1Ab", "THE END."]
+    assert len(lines) > 2000
+    for line in lines:
+        assert rules.RULES[name](line) == SAME_AS_FASTAI[f"fastai_{name}"](line), line

@@ -131,3 +131,69 @@ def test_case_rules_cover_every_cased_script(rule, text, expected):
     ascii_only = all(c.isascii() for c in text)
     # fastai's own rules only see [A-Z]: that is why ours exist.
     assert (getattr(fastai_text, rule)(text) == expected) == ascii_only
+
+
+# Texts where spaCy's whitespace handling and its special cases are at their least regular.
+HOSTILE = ["", " ", "  ", "\n", " lead", "  two lead", "trail ", "trail  ", "a  b", "a   b", "a \n b", "a\n\nb",
+           "a\t \tb", "a\xa0b", "\xa0a", "a \xa0 b", "xxmaj word xxup caps\nxxbos", "e.g. (e.g.) «quoted»",
+           "http://example.com/a?b=c, www.x.org.", ":) :-) C++ 1.5km 3-4", "U.S.A. St. Mary's", "a\u2003b\u3000c"]
+
+
+def _spacy_itself(tok, texts):
+    return [[t.text for t in tok.nlp.tokenizer(text)] for text in texts]
+
+
+def _wikipedia_texts(dump, n_pages=12, max_chars=25_000):
+    from ulmfit.pretrain.dump import DumpReader
+
+    texts = []
+    for page in DumpReader(dump):
+        if page.ns == 0 and not page.redirect:
+            texts.append(page.text[:max_chars])
+        if len(texts) == n_pages:
+            return texts
+    return texts
+
+
+@pytest.mark.parametrize("code, dump", [
+    ("en", "en/wikipedia_xml/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"),
+    ("bg", "bg/wikipedia_xml/bgwiki-latest-pages-articles-shortened.xml.bz2"),
+    ("bn", "bn/wikipedia_xml/bnwiki-truncated-100k.xml.xz"),
+    ("mr", "mr/wikipedia_xml/mrwiki-truncated-100k.xml.xz"),
+    ("uk", "uk/wikipedia_xml/ukwiki-truncated-100k.xml.xz"),
+    ("vi", "vi/wikipedia_xml/viwiki-truncated-100k.xml.xz"),
+])
+def test_spacy_tokens_by_chunk_are_spacys(tokenizer, shared_data, code, dump):
+    """The chunk memo gives exactly spaCy's tokens: on raw wikitext (every markup character there is), on the same
+    text after the word rules (xxmaj, xxup, spaced slashes), and on hand-made whitespace and special cases."""
+    from ulmfit.langs.rules import default_rules, make_preprocessor
+
+    lang = get_lang(code)
+    raw = _wikipedia_texts(shared_data / dump)
+    preprocess = make_preprocessor(lang, default_rules(lang, "word"))
+    texts = raw + [preprocess(t) for t in raw] + HOSTILE
+    tok = tokenizer(code)
+    assert list(tok(texts)) == _spacy_itself(tok, texts)
+    assert len(tok._memo) > 1000  # the texts did go through the memo
+
+
+@pytest.mark.parametrize("code, text", [
+    ("es", "Los EE. UU. y el Sr. García, EE. UU."),  # one token spanning a space
+    ("ru", "Это так в н.в. и т.д."),
+    ("ar", "في عام 500 ب. م كان"),
+    ("en", "In [[Dares Phrygius]]' ''Account of the Destruction''"),  # three quotes in the text, two alone
+])
+def test_special_cases_matched_across_chunks_are_spacys(tokenizer, code, text):
+    tok = tokenizer(code)
+    alone = [w for chunk in text.split() for w in _spacy_itself(tok, [chunk])[0]]
+    (tokens,) = tok([text])
+    assert tokens == _spacy_itself(tok, [text])[0] != alone
+
+
+def test_memo_starting_afresh_changes_nothing(monkeypatch, shared_data):
+    tok = make_word_tokenizer(get_lang("uk"))
+    texts = _wikipedia_texts(shared_data / "uk/wikipedia_xml/ukwiki-truncated-100k.xml.xz", n_pages=6)
+    monkeypatch.setattr(tok, "MEMO_SIZE", 300)
+    out = [toks for i in range(0, len(texts), 2) for toks in tok(texts[i:i + 2])]
+    assert out == _spacy_itself(tok, texts)
+    assert len(tok._memo) < sum(map(len, out))

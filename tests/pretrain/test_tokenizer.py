@@ -32,3 +32,20 @@ def test_word_decode_undoes_the_rules(english, text, markers):
 def test_word_vocab_round_trip(tmp_path):
     write_word_vocab(tmp_path / "vocab.json", SPECIAL_TOKENS + ["ü", "中"])
     assert load_word_vocab(tmp_path / "vocab.json") == SPECIAL_TOKENS + ["ü", "中"]
+
+
+def test_word_vocab_is_fastais(shared_data):
+    """`build_word_vocab` is fastai's `make_vocab` without importing fastai: same order, cut and padding."""
+    import lzma
+    from collections import Counter
+
+    from fastai.text.data import make_vocab
+
+    from ulmfit.pretrain.tokenizer import build_word_vocab
+
+    with lzma.open(shared_data / "en/wikitext-2/valid.txt.xz", "rt", encoding="utf-8") as f:
+        counts = Counter(f.read().split())
+    counts.update({"xxmaj": 5000, "xxunk": 2})  # special tokens in the counts go first all the same
+    for max_vocab, min_freq in [(60_000, 3), (1000, 2), (64, 1), (72 - len(SPECIAL_TOKENS), 3), (5, 1)]:
+        assert build_word_vocab(counts, max_vocab, min_freq) == make_vocab(counts, min_freq, max_vocab, SPECIAL_TOKENS)
+    assert len(build_word_vocab(counts, 64, 1)) == 72  # a multiple of 8 still gets eight xxfake, as in fastai
