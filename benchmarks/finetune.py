@@ -36,7 +36,7 @@ from ulmfit import __version__
 from ulmfit.benchmarks import classifier as clf
 from ulmfit.benchmarks.data import ClassificationData, LabelledTexts, check_data
 from ulmfit.config import CONFIGS as PRETRAIN_CONFIGS
-from ulmfit.config import OptimSettings, load_config
+from ulmfit.config import OptimSettings, check_range, load_config
 from ulmfit.errors import UlmfitError
 from ulmfit.files import output_lock, read_json
 from ulmfit.langs import get_lang
@@ -93,6 +93,13 @@ class FinetuneConfig(OptimSettings):
     # the architecture (a pretraining config name) when there is no language model at all (lm=None)
     arch: str = "paper"
     clip: float = 0.0  # fastai's fine-tuning recipe clips no gradients
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range(self, ["lm_bs", "lm_bptt", "clas_bs", "clas_bptt", "clas_max_len", "max_vocab", "min_freq"], 1)
+        check_range(self, ["lm_epochs_frozen", "lm_epochs", "clas_epochs", "lm_drop_mult", "clas_drop_mult"], 0)
+        check_range(self, ["lm_lr_frozen", "lm_lr", "clas_lrs", "lr_decay"], 0, above=True)
+        check_range(self, ["lm_valid_frac", "valid_frac", "label_smoothing"], 0, 1, below=True)
 
 
 FINETUNE_CONFIGS: dict[str, dict[str, Any]] = {

@@ -67,11 +67,13 @@ class Corpus:
             raise UlmfitError(f"{corpus.path} is not a prepared corpus (missing {', '.join(missing)}); "
                               "run `ulmfit prepare` first.")
         meta = read_json(corpus.meta_file)
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            got = (meta or {}).get("format") if isinstance(meta, dict) else None
-            version = (meta or {}).get("format_version") if isinstance(meta, dict) else None
-            raise UlmfitError(f"{corpus.path} was written by an incompatible version (format {got!r} v{version}); "
-                              "prepare it again with this version.")
+        if not isinstance(meta, dict) or not isinstance(meta.get("tokenizer_file"), str):
+            raise UlmfitError(f"{corpus.meta_file} is damaged (not the JSON object `ulmfit prepare` writes); "
+                              "prepare the corpus again.")
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise UlmfitError(f"{corpus.path} was written by an incompatible version (format "
+                              f"{meta.get('format')!r} v{meta.get('format_version')}); prepare it again with this "
+                              "version.")
         corpus.meta = meta
         if not corpus.tokenizer_file.is_file():
             raise UlmfitError(f"{corpus.path} lacks its tokenizer file {meta['tokenizer_file']}; prepare it again.")

@@ -107,3 +107,28 @@ def test_loading_a_model_prints_no_warnings(tmp_path):
             "build_language_model({'arch': dict(awd_lstm_lm_config, emb_sz=8, n_hid=8, n_layers=1), 'vocab_size': 16})\n")
     done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_corpus(tmp_path):
+    """A write the system refuses (here: files capped at 4 kB, EFBIG, as a full disk gives ENOSPC) ends in one
+    line naming the file, exit status 1, and the corpus already there untouched."""
+    out = tmp_path / "c"
+    assert runner.invoke(app, ["prepare", "--sample", "--out", str(out), "--workers", "1"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    cmd = [sys.executable, "-m", "ulmfit", "prepare", "--sample", "--out", str(out), "--workers", "1",
+           "--vocab-size", "300"]
+    done = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_file_size_limit(4096), timeout=300)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "File too large" in errors[0] and str(tmp_path) in errors[0] and "free space" in errors[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

@@ -53,13 +53,19 @@ DIRECTIONS = one_of("fwd", "bwd", "both", what="direction")
 
 
 def run(fn, *args, **kwargs):
-    """Call a package function; turn its `UlmfitError` into one line on stderr and exit status 1."""
+    """Call a package function; turn its `UlmfitError`, or an error of the system (a full disk, a file it may not
+    write), into one line on stderr and exit status 1 (`--verbose` logs the traceback too)."""
     try:
         return fn(*args, **kwargs)
     except UlmfitError as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; finished stages are kept and a re-run continues from them.", 130)
+    except OSError as e:
+        logging.getLogger("ulmfit").debug("system error", exc_info=True)
+        where = f" ({e.filename})" if e.filename else ""
+        _fail(f"{e.strerror or e}{where}; check the free space and permissions there, then run the command again "
+              "(what finished is kept).")
 
 
 @app.command()

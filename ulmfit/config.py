@@ -36,6 +36,9 @@ class OptimSettings:
     def __post_init__(self) -> None:
         if self.mixed_precision not in PRECISIONS:
             raise UlmfitError(f"mixed_precision must be {', '.join(PRECISIONS)}, not '{self.mixed_precision}'.")
+        check_range(self, ["moms"], 0, 1)
+        check_range(self, ["adam_beta2"], 0, 1, below=True)
+        check_range(self, ["wd", "clip", "alpha", "beta"], 0)
 
     def to_dict(self) -> dict:
         return config_dict(self)
@@ -66,9 +69,31 @@ class PretrainConfig(OptimSettings):
     lr: float = 3e-3
     pct_start: float = 0.25
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range(self, ["emb_sz", "n_hid", "n_layers", "bs", "bptt", "epochs"], 1)
+        check_range(self, ["output_p", "hidden_p", "input_p", "embed_p", "weight_p"], 0, 1, below=True)
+        check_range(self, ["drop_mult"], 0)
+        check_range(self, ["lr"], 0, above=True)
+        check_range(self, ["pct_start"], 0, 1)
+
     def arch(self) -> dict:
         """The `config` argument of fastai's `get_language_model`."""
         return {k: getattr(self, k) for k in ARCH_KEYS}
+
+
+def check_range(config: Any, names: list[str], low: float, high: float | None = None, *, above: bool = False,
+                below: bool = False) -> None:
+    """Refuse a config whose keys (numbers, or tuples of numbers) fall outside [low, high]; `above` and `below`
+    leave the ends out."""
+    for name in names:
+        value = getattr(config, name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if v < low or (above and v == low) or (high is not None and (v > high or (below and v == high))):
+                start = f"{'above' if above else 'at least'} {low}"
+                bounds = (start if high is None else f"{start} and below {high}" if below else
+                          f"{start} and at most {high}")
+                raise UlmfitError(f"config key '{name}' must be {bounds}, not {value!r}.")
 
 
 def config_dict(config: Any) -> dict:

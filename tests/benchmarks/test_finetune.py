@@ -339,3 +339,15 @@ def test_a_language_model_with_one_direction_fine_tunes_that_one(en_sp_lm, imdb,
     with pytest.raises(UlmfitError, match="has no bwd model .*ask for --direction fwd"):
         finetune(lm, imdb, tmp_path / "clf-bwd", cfg, directions="bwd")
     assert not (tmp_path / "clf-bwd").exists()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("clas_lrs=0.02,0,0.01,0.01", r"'clas_lrs' must be above 0, not \(0.02, 0.0, 0.01, 0.01\)"),
+    ("clas_bs=0", "'clas_bs' must be at least 1"),
+    ("label_smoothing=1", "'label_smoothing' must be at least 0 and below 1"),
+    ("lm_epochs=-1", "'lm_epochs' must be at least 0"),
+    ("lr_decay=0", "'lr_decay' must be above 0"),
+])
+def test_finetune_config_values_out_of_range_are_refused(setting, message):
+    with pytest.raises(UlmfitError, match=message):
+        load_finetune_config("tiny", [setting])

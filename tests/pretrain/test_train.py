@@ -169,10 +169,15 @@ def test_bad_corpus_and_config(small, tmp_path):
     for f in small.iterdir():
         if f.is_file():
             (old / f.name).write_bytes(f.read_bytes())
-    meta = json.loads((old / "meta.json").read_text())
+    meta_text = (old / "meta.json").read_text()
+    meta = json.loads(meta_text)
     (old / "meta.json").write_text(json.dumps(meta | {"format_version": 0}))
     with pytest.raises(UlmfitError, match="incompatible version"):
         pretrain(old, tmp_path / "run", load_config("tiny"))
+    for damage in (meta_text[: len(meta_text) // 2], "[1, 2]", json.dumps(meta | {"tokenizer_file": None})):
+        (old / "meta.json").write_text(damage)
+        with pytest.raises(UlmfitError, match="meta.json is damaged .*prepare the corpus again"):
+            pretrain(old, tmp_path / "run", load_config("tiny"))
     with pytest.raises(UlmfitError, match="unknown config key.*hiden_p .did you mean hidden_p"):
         load_config("tiny", ["hiden_p=0.1"])
     with pytest.raises(UlmfitError, match="takes a int"):
@@ -191,6 +196,21 @@ def test_resume_with_another_config_is_refused(small, tmp_path, monkeypatch):
     with pytest.raises(UlmfitError, match="holds a run with other values of lr"):
         pretrain(small, tmp_path / "run", load_config("tiny", {"bs": 4, "bptt": 12, "epochs": 2, "lr": 0.1}),
                  direction="fwd", resume=True)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("bs=0", "'bs' must be at least 1, not 0"),
+    ("epochs=-2", "'epochs' must be at least 1"),
+    ("lr=0", "'lr' must be above 0"),
+    ("hidden_p=1", "'hidden_p' must be at least 0 and below 1, not 1.0"),
+    ("moms=0.9,1.2,0.9", r"'moms' must be at least 0 and at most 1, not \(0.9, 1.2, 0.9\)"),
+    ("pct_start=1.5", "'pct_start' must be at least 0 and at most 1"),
+    ("wd=-0.1", "'wd' must be at least 0"),
+    ("adam_beta2=1", "'adam_beta2' must be at least 0 and below 1"),
+])
+def test_config_values_out_of_range_are_refused(setting, message):
+    with pytest.raises(UlmfitError, match=message):
+        load_config("tiny", [setting])
 
 
 def test_yaml_config(tmp_path):
