@@ -26,9 +26,9 @@ class SpacyWordTokenizer:
     caches chunks too, yet stops caching for the rest of a text once a chunk hits a special case (a newline is
     one), so on Wikipedia articles it re-splits nearly every word: 4 of 5 chunks repeat one seen before. A chunk is
     tokenized on its own exactly as inside its text, except where spaCy matches a special case across chunks
-    (Spanish "EE. UU." is one token; the quotes of "a' ''b" are split three ways in a text, two alone): a text
-    where one chunk ends and the next begins with two tokens that stand side by side in a special case goes to
-    spaCy whole. `tests/langs/test_tokenizers.py` checks the tokens against spaCy's on real wikitext.
+    (Spanish "EE. UU." is one token; the quotes of "a' ''b" are split three ways in a text, two alone): where one
+    chunk ends and the next begins with two tokens that stand side by side in a special case, spaCy splits the
+    chunks together. `tests/langs/test_tokenizers.py` checks the tokens against spaCy's on real wikitext.
     """
 
     MEMO_SIZE = 200_000  # chunks remembered (about 50 MB); the memo starts afresh when full
@@ -45,7 +45,7 @@ class SpacyWordTokenizer:
         # The lexical attributes spaCy computes for each new word (shape, like_num, …) are not needed to split text,
         # and cost a third of the tokenizing.
         self.nlp.vocab.lex_attr_getters = {}
-        # chunk -> (its tokens, the left and right sides of `_joins` it ends and begins with)
+        # chunk (or chunks split together) -> (its tokens, the left and right sides of `_joins` it ends and begins with)
         self._memo: dict[str, tuple[list[str], frozenset[str], frozenset[str]]] = {}
         # Korean's and Vietnamese's configs pick spaCy's rule tokenizer too; a custom one is used as it is.
         self._by_chunk = type(self.nlp.tokenizer) is spacy.tokenizer.Tokenizer
