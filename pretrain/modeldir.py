@@ -347,9 +347,8 @@ class ModelDir:
             raise UlmfitError(f"{self.spec} lacks its tokenizer file {path.name}: download or write the model again.")
         try:
             tokenizer = TextTokenizer(spec["type"], get_lang(self.lang), spec["rules"], path)
-        except UlmfitError as e:
-            raise UlmfitError(f"{self.spec}: {path.name} is not a usable tokenizer ({e}); download or write the model "
-                              "again.") from None
+        except UlmfitError as e:  # what is wrong with the file, and what to do
+            raise UlmfitError(f"{self.spec}: {e}") from None
         except (OSError, RuntimeError, ValueError) as e:  # sentencepiece's parse errors are RuntimeErrors
             raise UlmfitError(f"{self.spec}: {path.name} is not a readable {spec['type']} tokenizer "
                               f"({_first_line(e)}); download or write the model again.") from None

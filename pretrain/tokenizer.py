@@ -66,6 +66,11 @@ def train_sentencepiece(lines: Iterable[str], model_dir: Path, vocab_size: int, 
     except RuntimeError as e:
         raise UlmfitError(f"SentencePiece could not train on this corpus ({e}); the corpus may be too small.") from e
     (model_dir / "spm.vocab").unlink(missing_ok=True)  # the same pieces are in spm.model
+    try:
+        load_sentencepiece(model_dir / SP_MODEL)
+    except UlmfitError:  # the trainer says nothing when it could not write the whole file
+        raise UlmfitError(f"SentencePiece's trainer could not write {model_dir / SP_MODEL} whole: is the disk full? "
+                          "Free some space and run the command again.") from None
     return model_dir / SP_MODEL
 
 
@@ -80,11 +85,20 @@ def build_word_vocab(counts: Counter, max_vocab: int, min_freq: int) -> list[str
     return vocab + ["xxfake"] * (8 - len(vocab) % 8)
 
 
+def load_sentencepiece(path: Path) -> spm.SentencePieceProcessor:
+    """A SentencePiece model file, or a one-sentence error when it cannot be read (damaged, cut short)."""
+    try:
+        return spm.SentencePieceProcessor(model_file=str(path))
+    except (RuntimeError, OSError) as e:
+        raise UlmfitError(f"{path} is not a readable SentencePiece model ({str(e).strip() or type(e).__name__}); it "
+                          "is damaged or cut short: make or download it again.") from None
+
+
 class SentencePieceEncoder:
     """Text → ids with a trained SentencePiece model, after the language's normalisation and text rules."""
 
     def __init__(self, model_path: Path, lang: Language, rules: list[str]):
-        self.sp = spm.SentencePieceProcessor(model_file=str(model_path))
+        self.sp = load_sentencepiece(model_path)
         self.preprocess = make_preprocessor(lang, rules)
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
@@ -116,7 +130,7 @@ def load_word_vocab(path: Path) -> list[str]:
     itos = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(itos, list) or itos[: len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
         raise UlmfitError(f"{path} is not a ulmfit word vocabulary (a JSON list starting with fastai's special "
-                          "tokens).")
+                          "tokens): make or download it again.")
     return itos
 
 
@@ -154,7 +168,7 @@ class TextTokenizer:
         self.kind, self.lang, self.rules = kind, lang, rules
         self.preprocess = make_preprocessor(lang, rules)
         if kind == "sentencepiece":
-            self.sp = spm.SentencePieceProcessor(model_file=str(path))
+            self.sp = load_sentencepiece(path)
             self.itos = [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())]
         else:
             self.itos = load_word_vocab(path)

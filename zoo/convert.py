@@ -24,7 +24,7 @@ from ulmfit.errors import UlmfitError
 from ulmfit.files import file_digest
 from ulmfit.pretrain.card import render_card
 from ulmfit.pretrain.modeldir import ENCODER, ModelDir, build_language_model, language_model_config
-from ulmfit.pretrain.tokenizer import SPECIAL_TOKENS
+from ulmfit.pretrain.tokenizer import SPECIAL_TOKENS, load_sentencepiece
 from ulmfit.zoo.checkpoint_files import Checkpoint, find_checkpoint
 from ulmfit.zoo.legacy_formats import FORMATS, SPECIAL_SPELLINGS, LegacyFormat
 from ulmfit.zoo.safe_load import load_state_dict, read_itos
@@ -207,12 +207,7 @@ def _word_itos(old_itos: list[str]) -> list[str]:
 
 def _sp_ids(ckpt: Checkpoint) -> tuple[list[str], dict[str, list[str]]]:
     """The SentencePiece pieces (the new vocabulary) and, per direction, the old token whose row each piece takes."""
-    import sentencepiece as spm
-
-    try:
-        sp = spm.SentencePieceProcessor(model_file=str(ckpt.spm))
-    except (RuntimeError, OSError) as e:
-        raise UlmfitError(f"{ckpt.spm} is not a readable SentencePiece model ({e}).") from None
+    sp = load_sentencepiece(ckpt.spm)
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     head = pieces[: len(SPECIAL_TOKENS)]
     if head != _SP_SPECIALS and head != SPECIAL_TOKENS:

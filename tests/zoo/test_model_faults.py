@@ -142,7 +142,7 @@ def test_weights_with_wrong_tensors(sp_model_dir, change, fragment):
 
 def test_damaged_tokenizer(sp_model_dir):
     (sp_model_dir / "spm.model").write_bytes(os.urandom(300))
-    assert_one_line_error(_generate(sp_model_dir), "spm.model is not a readable sentencepiece tokenizer")
+    assert_one_line_error(_generate(sp_model_dir), "spm.model is not a readable SentencePiece model", "damaged or cut short")
 
 
 def test_tokenizer_of_another_size(word_model_dir):
@@ -151,7 +151,7 @@ def test_tokenizer_of_another_size(word_model_dir):
     assert_one_line_error(_generate(word_model_dir), f"has {len(vocab) - 5:,} tokens but config.json says "
                           f"vocab_size {len(vocab):,}")
     (word_model_dir / "vocab.json").write_text('{"not": "a list"}')
-    assert_one_line_error(_generate(word_model_dir), "vocab.json is not a usable tokenizer")
+    assert_one_line_error(_generate(word_model_dir), "vocab.json is not a ulmfit word vocabulary")
 
 
 def test_a_corpus_or_an_unfinished_run_is_not_a_model(sp_model_dir, tmp_path):
