@@ -21,10 +21,13 @@ def test_readme_stays_short():
 def test_the_first_example_runs_as_printed(tmp_path):
     """The quick start's commands and its Python, in a fresh folder: `make demo` is the `ulmfit prepare` line of the
     Makefile, and each `ulmfit` line runs as `python -m ulmfit`."""
-    bash, python = (re.search(rf"```{kind}\n(.*?)```", README, flags=re.S)[1] for kind in ("bash", "python"))
-    assert bash.splitlines()[0].startswith("make demo")
+    setup, quick_start = re.findall(r"```bash\n(.*?)```", README, flags=re.S)[:2]
+    python = re.search(r"```python\n(.*?)```", README, flags=re.S)[1]
+    assert setup.splitlines()[0].startswith("make demo")
     demo = re.search(r"^demo:.*\n\t\$\(VENV\)/bin/(ulmfit .*)$", (ROOT / "Makefile").read_text(), flags=re.M)[1]
-    lines = [demo] + [line.split("#")[0] for line in bash.splitlines() if line.startswith("ulmfit ")]
+    commands = [line.split("#")[0] for line in quick_start.splitlines() if line.startswith("ulmfit ")]
+    assert len(commands) >= 2  # pretrain and generate
+    lines = [demo] + commands
     for line in lines:
         done = subprocess.run([sys.executable, "-m", "ulmfit", *shlex.split(line)[1:]], cwd=tmp_path,
                               capture_output=True, text=True, timeout=600)
