@@ -32,7 +32,7 @@ _RE_REP = re.compile(r"(\S)(\1{2,})")
 _RE_WREP = re.compile(r"(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)")
 _RE_SPEC = re.compile(r"([/#\\])")
 _RE_SPACES = re.compile(" {2,}")
-_WHITESPACE_RUN = re.compile(r"(\s+)")
+WHITESPACE_RUN = re.compile(r"(\s+)")  # a split keeps the runs: words at even places; `\s` is `str.isspace`
 
 _RE_ASCII_ALL_CAPS = re.compile(r"(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))")
 _RE_ASCII_MAJ = re.compile(r"(\s|^)([A-Z][^A-Z\s]*)(?=(\s|$))")
@@ -91,12 +91,12 @@ def _maj_word(word: str) -> str:
 
 def replace_all_caps(text: str) -> str:
     """Lower-case words written in capitals and put `xxup` before those longer than one letter."""
-    return "".join(map(_all_caps_word, _WHITESPACE_RUN.split(text)))
+    return "".join(map(_all_caps_word, WHITESPACE_RUN.split(text)))
 
 
 def replace_maj(text: str) -> str:
     """Lower-case capitalised words and put `xxmaj` before those longer than one letter."""
-    return "".join(map(_maj_word, _WHITESPACE_RUN.split(text)))
+    return "".join(map(_maj_word, WHITESPACE_RUN.split(text)))
 
 
 def lowercase(text: str) -> str:

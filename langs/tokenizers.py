@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 from typing import Iterable, Iterator
 
 from ulmfit.errors import UlmfitError
 from ulmfit.langs.base import Language, WordTokenizer
-from ulmfit.langs.rules import SPECIAL_TOKENS
+from ulmfit.langs.rules import SPECIAL_TOKENS, WHITESPACE_RUN
 
 
 class SpacyWordTokenizer:
@@ -94,7 +93,7 @@ class SpacyWordTokenizer:
         """What spaCy tokenizes of `text`, in order: the words between whitespace and the whitespace runs, where a
         run after a word loses one leading space (that word's trailing space) and a run opening the text stays
         whole."""
-        parts = _WHITESPACE_RUN.split(text)  # words at even places, whitespace runs at odd ones
+        parts = WHITESPACE_RUN.split(text)  # words at even places, whitespace runs at odd ones
         for i in range(1 if parts[0] else 3, len(parts), 2):
             if parts[i][0] == " ":
                 parts[i] = parts[i][1:]
@@ -157,7 +156,6 @@ def _runs(indices: list[int]) -> Iterator[tuple[int, int]]:
     for _, group in itertools.groupby(enumerate(indices), lambda pair: pair[1] - pair[0]):
         items = [i for _, i in group]
         yield items[0], items[-1]
-_WHITESPACE_RUN = re.compile(r"(\s+)")  # `\s` is `str.isspace`, which spaCy splits on
 
 
 def thai_newmm(texts: Iterable[str]) -> Iterator[list[str]]:

@@ -349,7 +349,7 @@ class ModelDir:
             tokenizer = TextTokenizer(spec["type"], get_lang(self.lang), spec["rules"], path)
         except UlmfitError as e:  # what is wrong with the file, and what to do
             raise UlmfitError(f"{self.spec}: {e}") from None
-        except (OSError, RuntimeError, ValueError) as e:  # sentencepiece's parse errors are RuntimeErrors
+        except (OSError, ValueError) as e:  # a word vocabulary that is not UTF-8 or not JSON
             raise UlmfitError(f"{self.spec}: {path.name} is not a readable {spec['type']} tokenizer "
                               f"({_first_line(e)}); download or write the model again.") from None
         if self.config.get("vocab_size") is not None and len(tokenizer) != self.config["vocab_size"]:

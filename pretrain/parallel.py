@@ -48,12 +48,12 @@ class WorkerPool:
             self._pool.terminate()
             self._pool = None
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T], window: int | None = None) -> Iterator[R]:
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """`map(fn, items)` with at most `window` items (4 per worker) handed out and not yet taken back."""
         if self._pool is None:
             yield from map(fn, items)
             return
-        window = window or 4 * self.workers
+        window = 4 * self.workers
         pending: deque = deque()
         for item in items:
             pending.append(self._pool.apply_async(fn, (item,)))

@@ -11,10 +11,8 @@ import csv
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from tests.faults import kill_when
 from ulmfit.cli import app
 from ulmfit.files import output_lock
 
@@ -72,21 +71,6 @@ def assert_same(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-
-
-def kill_when(proc: subprocess.Popen, condition, what: str, timeout: float = 300) -> None:
-    """SIGKILL `proc` once `condition()` holds."""
-    deadline = time.monotonic() + timeout
-    try:
-        while not condition():
-            if proc.poll() is not None:
-                raise AssertionError(f"the run ended before {what}: {proc.stderr.read()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
 
 
 # --- finetune ---------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from tests.faults import wait_for
 from ulmfit.cli import app
 from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
@@ -253,16 +253,6 @@ def test_killed_at_any_point_resumes_to_the_same_weights(small, reference, tmp_p
         ModelDir.open(reference["both2"]).metrics()["bwd"][-1]["valid_loss"]
 
 
-def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before {what}: {proc.stderr.read()[-2000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_sigkill_mid_epoch_then_resume_matches_and_a_second_run_is_refused(small, reference, tmp_path, caplog):
     """The real thing: `ulmfit pretrain` in a subprocess, a second run on its folder, kill -9, `--resume`."""
     out = tmp_path / "run"
@@ -272,11 +262,11 @@ def test_sigkill_mid_epoch_then_resume_matches_and_a_second_run_is_refused(small
                             stderr=subprocess.PIPE, text=True, env=env)
     store = Checkpoints(out / "checkpoints", "fwd")
     try:
-        _wait_for(lambda: store.complete(), proc, "the first checkpoint")
+        wait_for(lambda: store.complete(), proc, "the first checkpoint", timeout=180)
         line = one_error_line(runner.invoke(app, args))
         assert f"in use by PID {proc.pid}" in line
-        _wait_for(lambda: any(p.name.startswith("fwd-e0001-") and not p.name.endswith("b0000000.pt")
-                              for p in store.complete()), proc, "a checkpoint within epoch 1")
+        wait_for(lambda: any(p.name.startswith("fwd-e0001-") and not p.name.endswith("b0000000.pt")
+                              for p in store.complete()), proc, "a checkpoint within epoch 1", timeout=180)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
